@@ -1,0 +1,93 @@
+"""The one training loop, and the one batched forward pass that evaluation shares.
+
+Speed by design: each dataset is one tensor on the device, batches are taken by index,
+and the loss is summed on the device so the loop never waits for a Python float.
+"""
+import math
+import time
+
+import torch
+import torch.nn.functional as F
+
+from sae.params import Common, ParamsError, Training
+
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite."""
+
+
+def setup(common: Common) -> torch.device:
+    """Seed every generator, fix the default dtype and pick the device."""
+    torch.manual_seed(common.seed)
+    torch.set_default_dtype(DTYPES[common.precision])
+    if common.device == "cuda" and not torch.cuda.is_available():
+        raise ParamsError("params.yaml: common.device = 'cuda' but this machine has no "
+                          "CUDA device; use 'auto' or 'cpu'")
+    if common.device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(common.device)
+
+
+def make_optimizer(params, phase: Training):
+    if phase.optimizer == "adam":
+        return torch.optim.Adam(params, lr=phase.lr)
+    # Plain SGD when momentum is 0: the lecture's p -= lr * grad.
+    return torch.optim.SGD(params, lr=phase.lr, momentum=phase.momentum)
+
+
+def reconstruction_loss(output, inputs, targets):
+    return F.mse_loss(output, inputs)
+
+
+def classification_loss(output, inputs, targets):
+    return F.nll_loss(output, targets)
+
+
+def fit(net, inputs, targets, loss_fn, phase: Training, seed: int, name: str,
+        after_epoch=None):
+    """Train `net` in place for phase.epochs epochs of shuffled mini-batches.
+
+    `targets` is None for an autoencoder, whose targets are its inputs.
+    Returns one dict per epoch: epoch, train_loss (the mean of batch-mean losses, as the
+    lecture prints it) and whatever `after_epoch(net)` adds, e.g. test accuracy.
+    Raises TrainingDiverged, naming `name` and the epoch, when the loss is not finite.
+    """
+    optimizer = make_optimizer(net.parameters(), phase)
+    order = torch.Generator().manual_seed(seed)  # on the CPU: same batches on every device
+    n = len(inputs)
+    history = []
+    for epoch in range(1, phase.epochs + 1):
+        start = time.perf_counter()
+        net.train()
+        total = torch.zeros((), dtype=inputs.dtype, device=inputs.device)
+        permutation = torch.randperm(n, generator=order).to(inputs.device)
+        batches = permutation.split(phase.batch_size)
+        for index in batches:
+            batch = inputs[index]
+            loss = loss_fn(net(batch), batch, None if targets is None else targets[index])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            total += loss.detach()
+        train_loss = total.item() / len(batches)
+        if not math.isfinite(train_loss):
+            raise TrainingDiverged(
+                f"{name}: the training loss became {train_loss} in epoch {epoch}; "
+                f"try a lower learning rate than lr={phase.lr}")
+        row = {"epoch": epoch, "train_loss": train_loss}
+        if after_epoch is not None:
+            row.update(after_epoch(net))
+        history.append(row)
+        extras = "".join(f"  {k} {v:.4f}" for k, v in row.items() if k not in ("epoch", "train_loss"))
+        print(f"{name}: epoch {epoch}/{phase.epochs}  loss {train_loss:.4f}{extras}"
+              f"  {time.perf_counter() - start:.1f} s", flush=True)
+    return history
+
+
+@torch.no_grad()
+def predict(net, inputs, batch_size):
+    """The network's outputs for all `inputs`, computed batch by batch in eval mode."""
+    net.eval()
+    return torch.cat([net(batch) for batch in inputs.split(batch_size)])
