@@ -92,7 +92,9 @@ def fetch(dataset: str, out_dir, source_dir=None, sources=None, expected=None) -
 def default_sources(dataset: str, source_dir=None) -> list:
     """The sources for a dataset, in the order they are tried."""
     names = tuple(f.name for f in DATASETS[dataset].files)
-    sources = [folder_source(source_dir, names, TORCHVISION_CLASS[dataset])] if source_dir else []
+    # One source_dir serves both datasets: DIR/<dataset>/, torchvision's DIR/<Class>/raw/, DIR/.
+    subfolders = (dataset, f"{TORCHVISION_CLASS[dataset]}/raw")
+    sources = [folder_source(source_dir, names, subfolders)] if source_dir else []
     if dataset == "fashion_mnist":
         sources.append(Source("debian package (installed)", lambda scratch: _debian_installed(names)))
     sources.append(Source("torchvision download", lambda scratch: _torchvision(dataset, names, scratch)))
@@ -120,10 +122,10 @@ def verify(files: dict, expected) -> None:
         raise VerificationError("; ".join(problems))
 
 
-def folder_source(directory, names, torchvision_class=None) -> Source:
-    """Files in a folder: plain or .gz, directly in it or in torchvision's <Class>/raw layout."""
+def folder_source(directory, names, subfolders=()) -> Source:
+    """Files in a folder, plain or .gz: in the first of its subfolders that has them, or in it."""
     directory = Path(directory)
-    places = [directory] + ([directory / torchvision_class / "raw"] if torchvision_class else [])
+    places = [directory / sub for sub in subfolders] + [directory]
 
     def get(scratch):
         files, missing = {}, []

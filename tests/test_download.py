@@ -73,7 +73,7 @@ def test_folder_in_torchvision_layout_serves(tmp_path, right, expected):
     raw.mkdir(parents=True)
     for name, data in right.items():
         (raw / name).write_bytes(data)
-    sources = [download.folder_source(tmp_path / "src", NAMES, "FashionMNIST")]
+    sources = [download.folder_source(tmp_path / "src", NAMES, ("FashionMNIST/raw",))]
     download.fetch("fashion_mnist", tmp_path / "out", sources=sources, expected=expected)
     assert read_dir(tmp_path / "out") == right
 
