@@ -86,5 +86,5 @@ def load_checkpoint(path) -> StackedNet:
     """Rebuild the network from the file alone (weights_only: no code is unpickled)."""
     saved = torch.load(path, map_location="cpu", weights_only=True)
     net = StackedNet.from_config(saved["config"])
-    net.load_state_dict(saved["state"])
-    return net.to(next(iter(saved["state"].values())).dtype)
+    net.load_state_dict(saved["state"], assign=True)  # assign: keep the saved dtype exactly
+    return net

@@ -76,19 +76,20 @@ def _choice(options):
     return (lambda v: v in options, "one of " + ", ".join(options))
 
 
-_POSITIVE = (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0
-             and v != float("inf"), "a finite number > 0")
+MAX_LR = 1e6  # far above any useful rate, and far below float32 overflow
+_LR = (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v <= MAX_LR,
+       f"a number > 0 and <= {MAX_LR:g}")
 _MOMENTUM = (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v < 1,
              "a number in [0, 1)")
 _LAYERS = (lambda v: isinstance(v, list) and len(v) == 2
            and all(_integer(1)[0](n) for n in v), "a list of two integers >= 1, [in, out]")
-_DATASETS = (lambda v: isinstance(v, list) and len(v) > 0 and len(set(v)) == len(v)
-             and all(d in DATASETS for d in v),
+_DATASETS = (lambda v: isinstance(v, list) and len(v) > 0
+             and all(isinstance(d, str) and d in DATASETS for d in v) and len(set(v)) == len(v),
              "a non-empty list without repeats of " + ", ".join(DATASETS))
 _FOLDER = (lambda v: v is None or (isinstance(v, str) and v != ""), "null or a folder path")
 
 _TRAINING = {"layers": _LAYERS, "epochs": _integer(1), "batch_size": _integer(1),
-             "optimizer": _choice(OPTIMIZERS), "lr": _POSITIVE, "momentum": _MOMENTUM}
+             "optimizer": _choice(OPTIMIZERS), "lr": _LR, "momentum": _MOMENTUM}
 _AUTOENCODER = {**_TRAINING, "encoder_activation": _choice(ACTIVATIONS),
                 "decoder_activation": _choice(ACTIVATIONS)}
 
@@ -108,7 +109,19 @@ _SECTION_TYPES = {"common": Common, "download": Download, "pretrain_layer1": Tra
 
 
 def _fail(key, value, allowed):
-    raise ParamsError(f"{PARAMS_FILE}: {key} = {value!r} is not allowed; expected {allowed}")
+    hint = ""
+    if isinstance(value, str) and _is_number(value):
+        # YAML 1.1 reads 1e-3 (no dot) as text; 1.0e-3 is a number.
+        hint = f" (YAML reads {value} as text: write it with a dot, e.g. 1.0e-3)"
+    raise ParamsError(f"{PARAMS_FILE}: {key} = {value!r} is not allowed; expected {allowed}{hint}")
+
+
+def _is_number(text):
+    try:
+        float(text)
+        return True
+    except ValueError:
+        return False
 
 
 def _check_keys(where, given, allowed):
@@ -121,11 +134,12 @@ def _check_keys(where, given, allowed):
                               f"allowed keys{' in ' + where if where else ''}: {', '.join(allowed)}")
     for key in allowed:
         if key not in given:
-            raise ParamsError(f"{PARAMS_FILE}: missing key {prefix}{key}")
+            what = f"; expected {allowed[key][1]}" if isinstance(allowed, dict) else ""
+            raise ParamsError(f"{PARAMS_FILE}: missing key {prefix}{key}{what}")
 
 
 def _check_section(name, given):
-    _check_keys(name, given, list(SCHEMA[name]))
+    _check_keys(name, given, SCHEMA[name])
     for key, (ok, allowed) in SCHEMA[name].items():
         if not ok(given[key]):
             _fail(f"{name}.{key}", given[key], allowed)
@@ -162,7 +176,7 @@ def parse(raw) -> Params:
 def load(path=PARAMS_FILE) -> Params:
     """Read and validate params.yaml."""
     try:
-        raw = yaml.safe_load(Path(path).read_text())
+        raw = yaml.safe_load(Path(path).read_bytes())
     except (OSError, yaml.YAMLError) as error:
         raise ParamsError(f"cannot read {path}: {error}") from error
     return parse(raw)

@@ -75,7 +75,7 @@ def fit(net, inputs, targets, loss_fn, phase: Training, seed: int, name: str,
         if not math.isfinite(train_loss):
             raise TrainingDiverged(
                 f"{name}: the training loss became {train_loss} in epoch {epoch}; "
-                f"try a lower learning rate than lr={phase.lr}")
+                f"try a lower learning rate than lr={phase.lr} (or check the input data)")
         row = {"epoch": epoch, "train_loss": train_loss}
         if after_epoch is not None:
             row.update(after_epoch(net))
