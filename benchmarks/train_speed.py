@@ -1,0 +1,168 @@
+"""Training speed: the project's loop against the lecture's loop and against this machine's
+matrix-product rate, per training stage, at float32 and float64, on a full dataset.
+
+    python benchmarks/train_speed.py --data data/mnist
+
+The lecture's loop is the notebook's: torchvision dataset, DataLoader with per-image
+ToTensor (num_workers=4), hand-written SGD, batch 1000. "matmul share" is the time the
+stage's matrix products alone take at the rate measured here for the same shapes and
+precision, divided by the stage's epoch time: 100 % would mean nothing but matrix products.
+"""
+import argparse
+import contextlib
+import dataclasses
+import io
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+import torchvision
+from torch.utils.data import DataLoader
+from torchvision import transforms
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from sae import model, params  # noqa: E402
+from sae.datasets import load_split  # noqa: E402
+from sae.evaluation import classification_scores  # noqa: E402
+from sae.train import DTYPES, classification_loss, fit, predict, reconstruction_loss  # noqa: E402
+
+PHASES = ("pretrain_layer1", "stack_layer2", "finetune_classifier")
+
+
+def build(phase_name, p):
+    """The stage's network as the pipeline builds it (weights do not matter for speed)."""
+    l1, l2, fc = p.pretrain_layer1, p.stack_layer2, p.finetune_classifier
+    net = model.autoencoder(*l1.layers, l1.encoder_activation, l1.decoder_activation)
+    if phase_name != "pretrain_layer1":
+        net = model.stack(net, l2.layers[1], l2.encoder_activation, l2.decoder_activation)
+    if phase_name == "finetune_classifier":
+        net = model.classifier(net, fc.layers[1])
+    return net
+
+
+def linears(net):
+    return [block.linear for block in [*net.encoder, *net.head]]
+
+
+def epoch_matmuls(net, n_train, n_test, batch, evaluates):
+    """(m, k, n, count) of every matrix product in one epoch: forward, weight gradient,
+    input gradient (not for the first layer: the images need none), test forward."""
+    shapes = []
+    batches = -(-n_train // batch)
+    for i, layer in enumerate(linears(net)):
+        n_in, n_out = layer.in_features, layer.out_features
+        shapes += [(batch, n_in, n_out, batches), (n_out, batch, n_in, batches)]
+        if i > 0:
+            shapes.append((batch, n_out, n_in, batches))
+        if evaluates:
+            shapes.append((batch, n_in, n_out, -(-n_test // batch)))
+    return shapes
+
+
+def matmul_seconds(shapes, dtype, repeats=20):
+    """Time of those products alone, each shape timed on its own at this machine's rate."""
+    total = 0.0
+    for m, k, n, count in shapes:
+        a, b = torch.rand(m, k, dtype=dtype), torch.rand(k, n, dtype=dtype)
+        a @ b
+        start = time.perf_counter()
+        for _ in range(repeats):
+            a @ b
+        total += (time.perf_counter() - start) / repeats * count
+    return total
+
+
+def project_epoch(phase_name, p, images, labels, test_images, test_labels, epochs=2):
+    """Seconds per epoch of sae.train.fit, after a warm-up epoch."""
+    phase = dataclasses.replace(getattr(p, phase_name), epochs=1)
+    classify = phase_name == "finetune_classifier"
+    net = build(phase_name, p).to(images.dtype)
+    loss = classification_loss if classify else reconstruction_loss
+    targets = labels if classify else None
+    after = ((lambda n: classification_scores(predict(n, test_images, phase.batch_size),
+                                              test_labels)) if classify else None)
+    with contextlib.redirect_stdout(io.StringIO()):  # fit's per-epoch lines are not the table
+        fit(net, images, targets, loss, phase, 0, "warm-up", after)
+        start = time.perf_counter()
+        fit(net, images, targets, loss, dataclasses.replace(phase, epochs=epochs), 0, "timed",
+            after)
+    return (time.perf_counter() - start) / epochs
+
+
+def lecture_epoch(phase_name, p, root, dataset_class, dtype):
+    """Seconds for one epoch of the notebook's loop (and its test pass for the classifier)."""
+    phase = getattr(p, phase_name)
+    to_tensor = transforms.Compose([transforms.ToTensor()])
+    train = dataset_class(root=root, train=True, download=False, transform=to_tensor)
+    loader = DataLoader(train, batch_size=phase.batch_size, shuffle=True, num_workers=4)
+    classify = phase_name == "finetune_classifier"
+    net = build(phase_name, p).to(dtype)
+    start = time.perf_counter()
+    for inputs, labels in loader:
+        inputs = inputs.view(-1, 28 * 28).to(dtype)
+        net.zero_grad()
+        outputs = net(inputs)
+        loss = (torch.nn.functional.nll_loss(outputs, labels) if classify
+                else torch.nn.functional.mse_loss(outputs, inputs))
+        loss.backward()
+        for f in net.parameters():
+            f.data.sub_(f.grad.data * phase.lr)
+    if classify:
+        test = dataset_class(root=root, train=False, download=False, transform=to_tensor)
+        with torch.no_grad():
+            for inputs, labels in DataLoader(test, batch_size=phase.batch_size, num_workers=4):
+                net(inputs.view(-1, 28 * 28).to(dtype)).argmax(1).eq(labels).sum()
+    return time.perf_counter() - start
+
+
+def torchvision_root(data_dir, dataset_class):
+    """A temporary torchvision root whose <Class>/raw holds links to the IDX files."""
+    root = Path(tempfile.mkdtemp(prefix="sae-bench-"))
+    raw = root / dataset_class.__name__ / "raw"
+    raw.mkdir(parents=True)
+    for path in Path(data_dir).iterdir():
+        (raw / path.name).symlink_to(path.resolve())
+    return str(root)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", default="data/mnist", help="folder with the MNIST IDX files")
+    parser.add_argument("--precisions", nargs="+", default=["float32", "float64"])
+    args = parser.parse_args()
+    p = params.load()
+    dataset_class = torchvision.datasets.MNIST
+    root = torchvision_root(args.data, dataset_class)
+    print(f"# {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
+          f"torch {torch.__version__}, torchvision {torchvision.__version__}, "
+          f"python {platform.python_version()}, device cpu")
+    print("| stage | precision | project s/epoch | lecture s/epoch | speed-up | GFLOP/epoch "
+          "| project GFLOP/s | matmul-only s/epoch | matmul share |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for precision in args.precisions:
+        dtype = DTYPES[precision]
+        torch.set_default_dtype(dtype)
+        images, labels = (t.to(dtype) if t.is_floating_point() else t
+                          for t in load_split(args.data, train=True))
+        test_images, test_labels = (t.to(dtype) if t.is_floating_point() else t
+                                    for t in load_split(args.data, train=False))
+        for name in PHASES:
+            ours = project_epoch(name, p, images, labels, test_images, test_labels)
+            theirs = lecture_epoch(name, p, root, dataset_class, dtype)
+            classify = name == "finetune_classifier"
+            shapes = epoch_matmuls(build(name, p), len(images), len(test_images),
+                                   getattr(p, name).batch_size, classify)
+            flops = sum(2 * m * k * n * count for m, k, n, count in shapes)
+            floor = matmul_seconds(shapes, dtype)
+            print(f"| {name} | {precision} | {ours:.2f} | {theirs:.2f} | {theirs / ours:.1f}x "
+                  f"| {flops / 1e9:.0f} | {flops / ours / 1e9:.0f} | {floor:.2f} "
+                  f"| {100 * floor / ours:.0f} % |", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,214 @@
+"""Figures for the report: training curves, reconstructions, filters, confusion and errors.
+
+Every function takes plain numpy arrays / lists / dicts, builds one matplotlib figure and
+writes it atomically as a PNG whose bytes depend only on the inputs.
+"""
+import math
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
+from PIL import Image  # noqa: E402  (Pillow is a dependency of matplotlib)
+
+from sae.atomic import atomic_path  # noqa: E402
+
+SIDE = 28
+DPI = 100
+FILTER_LEVELS = 16  # grey levels of the filter tiles: enough for the eye, small PNGs
+
+
+def _save(fig, path, grayscale=False):
+    """Write `fig` as a PNG to `path` atomically (no software/date metadata), then close it."""
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format="png", dpi=DPI, metadata={"Software": None})
+            if grayscale:
+                # Agg always writes RGBA; for an all-grey figure one 8-bit channel holds the
+                # same pixels in about 60% of the bytes (R = G = B, so the conversion is exact).
+                with Image.open(tmp) as image:
+                    gray = image.convert("L")
+                gray.save(tmp, format="png", optimize=True)
+    finally:
+        plt.close(fig)
+
+
+def _images(array):
+    """Reshape an (N, 784) array into (N, 28, 28), refusing any other shape."""
+    array = np.asarray(array, dtype=float)
+    if array.ndim != 2 or array.shape[1] != SIDE * SIDE:
+        raise ValueError(f"expected images of shape (N, {SIDE * SIDE}), got {array.shape}")
+    return array.reshape(-1, SIDE, SIDE)
+
+
+def _column(rows, key):
+    """The values of `key` across a list of row dicts, as a float array."""
+    return np.array([float(row[key]) for row in rows])
+
+
+def training_curves(path, histories, title_prefix):
+    """Three panels: autoencoder reconstruction MSE, classifier NLL, classifier test accuracy."""
+    layer1, stack, clf = (histories[k] for k in
+                          ("pretrain_layer1", "stack_layer2", "finetune_classifier"))
+    fig, (ax_mse, ax_nll, ax_acc) = plt.subplots(1, 3, figsize=(14, 4.2), layout="constrained")
+    ax_mse.plot(_column(layer1, "epoch"), _column(layer1, "train_loss"), "o-",
+                label="layer 1 (784-400-784)")
+    ax_mse.plot(_column(stack, "epoch"), _column(stack, "train_loss"), "s-",
+                label="stacked (784-400-256-400-784)")
+    ax_mse.set(title="(a) autoencoder reconstruction", xlabel="epoch",
+               ylabel="train reconstruction MSE")
+    epochs = _column(clf, "epoch")
+    ax_nll.plot(epochs, _column(clf, "train_loss"), "o-", label="train")
+    ax_nll.plot(epochs, _column(clf, "test_loss"), "s-", label="test")
+    ax_nll.set(title="(b) classifier loss", xlabel="epoch", ylabel="negative log-likelihood")
+    accuracy = 100.0 * _column(clf, "test_accuracy")
+    ax_acc.plot(epochs, accuracy, "o-", color="tab:green", label="test accuracy")
+    if len(accuracy):
+        ax_acc.annotate(f"{accuracy[-1]:.2f}%", (epochs[-1], accuracy[-1]),
+                        xytext=(0, -18), textcoords="offset points", ha="right",
+                        fontweight="bold")
+        low = min(accuracy.min(), 100.0)
+        ax_acc.set_ylim(max(0.0, low - 0.25 * (100.0 - low) - 1.0), 100.0)
+    ax_acc.set(title="(c) classifier test accuracy", xlabel="epoch", ylabel="test accuracy (%)")
+    for ax in (ax_mse, ax_nll, ax_acc):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.suptitle(f"{title_prefix}: training curves", fontsize=14)
+    _save(fig, path)
+
+
+def _class_xticks(ax, class_names):
+    """Class names as x tick labels, slanted only when they are words (not digits)."""
+    slant = max(len(name) for name in class_names) > 2
+    ax.set_xticks(range(len(class_names)), class_names, rotation=35 if slant else 0,
+                  ha="right" if slant else "center", rotation_mode="anchor")
+
+
+def reconstructions(path, originals, layer1, stacked, title_prefix):
+    """A 3-row grid: original test images, their layer-1 and stacked reconstructions."""
+    rows = [("original", _images(originals)), ("layer 1\n(784-400-784)", _images(layer1)),
+            ("stacked\n(784-400-256-400-784)", _images(stacked))]
+    n = rows[0][1].shape[0]
+    if n == 0 or any(images.shape[0] != n for _, images in rows):
+        raise ValueError("originals, layer1 and stacked must hold the same, non-zero, count")
+    fig, axes = plt.subplots(3, n, figsize=(1.1 * n + 1.8, 4.3), squeeze=False,
+                             layout="constrained")
+    for r, (label, images) in enumerate(rows):
+        for c in range(n):
+            ax = axes[r, c]
+            ax.imshow(images[c], cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
+            ax.set(xticks=[], yticks=[])  # no ticks, but keep the row's ylabel
+        axes[r, 0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize=10)
+    fig.suptitle(f"{title_prefix}: test images and their reconstructions", fontsize=13)
+    _save(fig, path)
+
+
+def _tile_grid(tiles, cols, gap):
+    """Lay (N, 28, 28) tiles out row by row on a NaN canvas, `gap` NaN pixels between them."""
+    nrows = math.ceil(len(tiles) / cols)
+    step = SIDE + gap
+    canvas = np.full((nrows * step - gap, cols * step - gap), np.nan)
+    for i, tile in enumerate(tiles):
+        r, c = divmod(i, cols)
+        canvas[r * step:r * step + SIDE, c * step:c * step + SIDE] = tile
+    return canvas
+
+
+def filters(path, weights, title_prefix):
+    """The layer-1 encoder weights, one 28x28 tile per hidden unit, in a near-square grid."""
+    tiles = _images(weights)
+    if len(tiles) == 0:
+        raise ValueError("no filters to draw")
+    # Each tile gets its own min/max: the units' weight scales differ a lot, and one shared
+    # scale would wash most filters out to flat grey; what matters is each unit's pattern.
+    low = tiles.min(axis=(1, 2), keepdims=True)
+    span = tiles.max(axis=(1, 2), keepdims=True) - low
+    scaled = np.divide(tiles - low, span, out=np.full_like(tiles, 0.5), where=span > 0)
+    canvas = _tile_grid(scaled, math.ceil(math.sqrt(len(tiles))), gap=1)
+    # One image pixel per screen pixel (figimage, no resampling), so every tile and gap has
+    # the same width; FILTER_LEVELS grey levels keep the PNG of noisy weights small.
+    cmap = plt.get_cmap("gray", FILTER_LEVELS).with_extremes(bad="white")
+    height, width = canvas.shape
+    margin, title_space = 10, 48
+    fig_width = max(width + 2 * margin, 520)  # wide enough for the two-line title
+    fig = plt.figure(figsize=(fig_width / DPI, (height + margin + title_space) / DPI), dpi=DPI)
+    fig.figimage(np.ma.masked_invalid(canvas), xo=(fig_width - width) // 2, yo=margin,
+                 cmap=cmap, vmin=0.0, vmax=1.0, origin="upper")
+    fig.suptitle(f"{title_prefix}: layer-1 encoder filters\n({len(tiles)} units, "
+                 "each tile scaled to its own min/max)", fontsize=11)
+    _save(fig, path, grayscale=True)
+
+
+def confusion_heatmap(path, matrix, class_names, title_prefix):
+    """A confusion-matrix heatmap (rows true, columns predicted) with every count written in."""
+    matrix = np.asarray(matrix)
+    k = len(class_names)
+    if matrix.shape != (k, k):
+        raise ValueError(f"expected a {k}x{k} matrix, got {matrix.shape}")
+    fig, ax = plt.subplots(figsize=(8.5, 7.5), layout="constrained")
+    image = ax.imshow(matrix, cmap="Blues", vmin=0)
+    fig.colorbar(image, ax=ax, label="test images")
+    threshold = matrix.max() / 2.0
+    for (i, j), count in np.ndenumerate(matrix):
+        ax.text(j, i, f"{int(count)}", ha="center", va="center", fontsize=9,
+                color="white" if count > threshold else "black")
+    _class_xticks(ax, class_names)
+    ax.set_yticks(range(k), class_names)
+    ax.set(xlabel="predicted", ylabel="true")
+    fig.suptitle(f"{title_prefix}: confusion matrix on the test set", fontsize=13)
+    _save(fig, path)
+
+
+def per_class_accuracy(path, accuracies, class_names, title_prefix):
+    """Test accuracy per class as labelled bars in percent, with the mean as a dashed line."""
+    percent = 100.0 * np.asarray(accuracies, dtype=float)
+    if percent.shape != (len(class_names),):
+        raise ValueError(f"expected {len(class_names)} accuracies, got shape {percent.shape}")
+    fig, ax = plt.subplots(figsize=(9, 5), layout="constrained")
+    ax.bar(range(len(percent)), percent, color="tab:blue")
+    for x, p in enumerate(percent):
+        # Labels sit in a row near the bar bases, clear of the mean line near the bar tops;
+        # a bar too short to hold its label gets it just above instead.
+        inside = p >= 12.0
+        ax.text(x, 4.0 if inside else p + 1.0, f"{p:.1f}", ha="center", va="bottom", fontsize=9,
+                color="white" if inside else "black", fontweight="bold")
+    ax.axhline(percent.mean(), color="tab:red", linestyle="--",
+               label=f"mean {percent.mean():.1f}%")
+    _class_xticks(ax, class_names)
+    ax.set_ylim(0, 100)
+    ax.set(xlabel="class", ylabel="test accuracy (%)")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    fig.suptitle(f"{title_prefix}: per-class test accuracy", fontsize=13)
+    _save(fig, path)
+
+
+def misclassified(path, images, true_labels, predicted_labels, class_names, title_prefix):
+    """Misclassified test images, each titled with its true and predicted class."""
+    images = _images(np.zeros((0, SIDE * SIDE)) if np.size(images) == 0 else images)
+    n = images.shape[0]
+    if len(true_labels) != n or len(predicted_labels) != n:
+        raise ValueError("images, true_labels and predicted_labels must have the same length")
+    title = f"{title_prefix}: misclassified test images"
+    if n == 0:
+        fig, ax = plt.subplots(figsize=(6, 2), layout="constrained")
+        ax.text(0.5, 0.5, "no misclassified test images", ha="center", va="center",
+                fontsize=13)
+        ax.set_axis_off()
+    else:
+        cols = min(n, 10)
+        nrows = math.ceil(n / cols)
+        fig, axes = plt.subplots(nrows, cols, figsize=(1.3 * cols + 0.4, 1.75 * nrows + 0.45),
+                                 squeeze=False, layout="constrained")
+        for ax in axes.flat:
+            ax.set_axis_off()
+        for i in range(n):
+            ax = axes.flat[i]
+            ax.imshow(images[i], cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
+            ax.set_title(f"true: {class_names[int(true_labels[i])]}\n"
+                         f"pred: {class_names[int(predicted_labels[i])]}", fontsize=8)
+    fig.suptitle(title, fontsize=12)
+    _save(fig, path)
