@@ -5,8 +5,9 @@ matrix-product rate, per training stage, at float32 and float64, on a full datas
 
 The lecture's loop is the notebook's: torchvision dataset, DataLoader with per-image
 ToTensor (num_workers=4), hand-written SGD, batch 1000. "matmul share" is the time the
-stage's matrix products alone take at the rate measured here for the same shapes and
-precision, divided by the stage's epoch time: 100 % would mean nothing but matrix products.
+stage's matrix products alone take at the rate measured here for the same shapes, layouts
+and precision, divided by the stage's epoch time: 100 % would mean nothing but matrix
+products. Both are the best of several repetitions, as the machine is shared and noisy.
 """
 import argparse
 import contextlib
@@ -49,35 +50,39 @@ def linears(net):
 
 
 def epoch_matmuls(net, n_train, n_test, batch, evaluates):
-    """(m, k, n, count) of every matrix product in one epoch: forward, weight gradient,
-    input gradient (not for the first layer: the images need none), test forward."""
-    shapes = []
-    batches = -(-n_train // batch)
+    """(A, B, count): every matrix product of one epoch, with the operand layouts autograd
+    uses for y = x W^T: forward x @ W.t(), weight gradient g.t() @ x, input gradient g @ W
+    (not for the first layer: the images need no gradient), and the test forward pass."""
+    products = []
+    train_batches, test_batches = -(-n_train // batch), -(-n_test // batch)
     for i, layer in enumerate(linears(net)):
-        n_in, n_out = layer.in_features, layer.out_features
-        shapes += [(batch, n_in, n_out, batches), (n_out, batch, n_in, batches)]
+        w = layer.weight.detach()
+        x, g = torch.rand(batch, w.shape[1]), torch.rand(batch, w.shape[0])
+        products += [(x, w.t(), train_batches), (g.t(), x, train_batches)]
         if i > 0:
-            shapes.append((batch, n_out, n_in, batches))
+            products.append((g, w, train_batches))
         if evaluates:
-            shapes.append((batch, n_in, n_out, -(-n_test // batch)))
-    return shapes
+            products.append((x, w.t(), test_batches))
+    return products
 
 
-def matmul_seconds(shapes, dtype, repeats=20):
-    """Time of those products alone, each shape timed on its own at this machine's rate."""
+def matmul_seconds(products, rounds=5, repeats=10):
+    """Time those products take alone at this machine's rate: the best of several rounds."""
     total = 0.0
-    for m, k, n, count in shapes:
-        a, b = torch.rand(m, k, dtype=dtype), torch.rand(k, n, dtype=dtype)
+    for a, b, count in products:
         a @ b
-        start = time.perf_counter()
-        for _ in range(repeats):
-            a @ b
-        total += (time.perf_counter() - start) / repeats * count
+        best = float("inf")
+        for _ in range(rounds):
+            start = time.perf_counter()
+            for _ in range(repeats):
+                a @ b
+            best = min(best, (time.perf_counter() - start) / repeats)
+        total += best * count
     return total
 
 
-def project_epoch(phase_name, p, images, labels, test_images, test_labels, epochs=2):
-    """Seconds per epoch of sae.train.fit, after a warm-up epoch."""
+def project_epoch(phase_name, p, images, labels, test_images, test_labels, epochs=3):
+    """Seconds per epoch of sae.train.fit: the best of `epochs` after a warm-up epoch."""
     phase = dataclasses.replace(getattr(p, phase_name), epochs=1)
     classify = phase_name == "finetune_classifier"
     net = build(phase_name, p).to(images.dtype)
@@ -85,12 +90,14 @@ def project_epoch(phase_name, p, images, labels, test_images, test_labels, epoch
     targets = labels if classify else None
     after = ((lambda n: classification_scores(predict(n, test_images, phase.batch_size),
                                               test_labels)) if classify else None)
+    times = []
     with contextlib.redirect_stdout(io.StringIO()):  # fit's per-epoch lines are not the table
         fit(net, images, targets, loss, phase, 0, "warm-up", after)
-        start = time.perf_counter()
-        fit(net, images, targets, loss, dataclasses.replace(phase, epochs=epochs), 0, "timed",
-            after)
-    return (time.perf_counter() - start) / epochs
+        for _ in range(epochs):
+            start = time.perf_counter()
+            fit(net, images, targets, loss, phase, 0, "timed", after)
+            times.append(time.perf_counter() - start)
+    return min(times)
 
 
 def lecture_epoch(phase_name, p, root, dataset_class, dtype):
@@ -155,10 +162,11 @@ def main():
             ours = project_epoch(name, p, images, labels, test_images, test_labels)
             theirs = lecture_epoch(name, p, root, dataset_class, dtype)
             classify = name == "finetune_classifier"
-            shapes = epoch_matmuls(build(name, p), len(images), len(test_images),
-                                   getattr(p, name).batch_size, classify)
-            flops = sum(2 * m * k * n * count for m, k, n, count in shapes)
-            floor = matmul_seconds(shapes, dtype)
+            products = epoch_matmuls(build(name, p), len(images), len(test_images),
+                                     getattr(p, name).batch_size, classify)
+            flops = sum(2 * a.shape[0] * a.shape[1] * b.shape[1] * count
+                        for a, b, count in products)
+            floor = matmul_seconds(products)
             print(f"| {name} | {precision} | {ours:.2f} | {theirs:.2f} | {theirs / ours:.1f}x "
                   f"| {flops / 1e9:.0f} | {flops / ours / 1e9:.0f} | {floor:.2f} "
                   f"| {100 * floor / ours:.0f} % |", flush=True)

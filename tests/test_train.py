@@ -237,3 +237,19 @@ def test_classification_scores_are_mean_nll_and_accuracy():
     expected_nll = -(math.log(0.7) + math.log(0.8) + math.log(0.25) + math.log(0.6)) / 4
     assert scores["test_loss"] == pytest.approx(expected_nll, rel=1e-12)
     assert scores["test_accuracy"] == pytest.approx(0.75)
+
+
+def test_fused_mean_squared_error_matches_torch_value_and_gradient():
+    """The loop's own MSE must be F.mse_loss exactly, only cheaper."""
+    from sae.train import MeanSquaredError
+    g = torch.Generator().manual_seed(0)
+    output = torch.rand(7, 784, generator=g, dtype=torch.float64, requires_grad=True)
+    target = torch.rand(7, 784, generator=g, dtype=torch.float64)
+    ours = MeanSquaredError.apply(output, target)
+    (ours_grad,) = torch.autograd.grad(ours, output)
+    reference = F.mse_loss(output, target)
+    (reference_grad,) = torch.autograd.grad(reference, output)
+    assert torch.allclose(ours, reference, rtol=1e-12)
+    assert torch.allclose(ours_grad, reference_grad, rtol=1e-12)
+    assert torch.autograd.gradcheck(MeanSquaredError.apply, (output[:2, :5].detach()
+                                    .requires_grad_(), target[:2, :5]))
