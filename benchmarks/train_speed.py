@@ -66,16 +66,25 @@ def epoch_matmuls(net, n_train, n_test, batch, evaluates):
     return products
 
 
-def matmul_seconds(products, rounds=5, repeats=10):
+def synchronize(device):
+    """Wait for queued GPU work, so that a clock reading means it is done."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def matmul_seconds(products, device, rounds=5, repeats=10):
     """Time those products take alone at this machine's rate: the best of several rounds."""
     total = 0.0
     for a, b, count in products:
+        a, b = a.to(device), b.to(device)
         a @ b
         best = float("inf")
         for _ in range(rounds):
+            synchronize(device)
             start = time.perf_counter()
             for _ in range(repeats):
                 a @ b
+            synchronize(device)
             best = min(best, (time.perf_counter() - start) / repeats)
         total += best * count
     return total
@@ -85,7 +94,7 @@ def project_epoch(phase_name, p, images, labels, test_images, test_labels, epoch
     """Seconds per epoch of sae.train.fit: the best of `epochs` after a warm-up epoch."""
     phase = dataclasses.replace(getattr(p, phase_name), epochs=1)
     classify = phase_name == "finetune_classifier"
-    net = build(phase_name, p).to(images.dtype)
+    net = build(phase_name, p).to(images.device, images.dtype)
     loss = classification_loss if classify else reconstruction_loss
     targets = labels if classify else None
     after = ((lambda n: classification_scores(predict(n, test_images, phase.batch_size),
@@ -100,17 +109,18 @@ def project_epoch(phase_name, p, images, labels, test_images, test_labels, epoch
     return min(times)
 
 
-def lecture_epoch(phase_name, p, root, dataset_class, dtype):
-    """Seconds for one epoch of the notebook's loop (and its test pass for the classifier)."""
+def lecture_epoch(phase_name, p, root, dataset_class, dtype, device):
+    """Seconds for one epoch of the notebook's loop (and its test pass for the classifier);
+    like the notebook, it moves each batch to the GPU when there is one."""
     phase = getattr(p, phase_name)
     to_tensor = transforms.Compose([transforms.ToTensor()])
     train = dataset_class(root=root, train=True, download=False, transform=to_tensor)
     loader = DataLoader(train, batch_size=phase.batch_size, shuffle=True, num_workers=4)
     classify = phase_name == "finetune_classifier"
-    net = build(phase_name, p).to(dtype)
+    net = build(phase_name, p).to(device, dtype)
     start = time.perf_counter()
     for inputs, labels in loader:
-        inputs = inputs.view(-1, 28 * 28).to(dtype)
+        inputs, labels = inputs.view(-1, 28 * 28).to(device, dtype), labels.to(device)
         net.zero_grad()
         outputs = net(inputs)
         loss = (torch.nn.functional.nll_loss(outputs, labels) if classify
@@ -122,7 +132,9 @@ def lecture_epoch(phase_name, p, root, dataset_class, dtype):
         test = dataset_class(root=root, train=False, download=False, transform=to_tensor)
         with torch.no_grad():
             for inputs, labels in DataLoader(test, batch_size=phase.batch_size, num_workers=4):
-                net(inputs.view(-1, 28 * 28).to(dtype)).argmax(1).eq(labels).sum()
+                net(inputs.view(-1, 28 * 28).to(device, dtype)).argmax(1).eq(
+                    labels.to(device)).sum().item()
+    synchronize(device)
     return time.perf_counter() - start
 
 
@@ -141,32 +153,34 @@ def main():
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default="data/mnist", help="folder with the MNIST IDX files")
     parser.add_argument("--precisions", nargs="+", default=["float32", "float64"])
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args()
+    device = torch.device(args.device)
+    where = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     p = params.load()
     dataset_class = torchvision.datasets.MNIST
     root = torchvision_root(args.data, dataset_class)
     print(f"# {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
           f"torch {torch.__version__}, torchvision {torchvision.__version__}, "
-          f"python {platform.python_version()}, device cpu")
+          f"python {platform.python_version()}, device {where}")
     print("| stage | precision | project s/epoch | lecture s/epoch | speed-up | GFLOP/epoch "
           "| project GFLOP/s | matmul-only s/epoch | matmul share |")
     print("|---|---|---|---|---|---|---|---|---|")
     for precision in args.precisions:
         dtype = DTYPES[precision]
         torch.set_default_dtype(dtype)
-        images, labels = (t.to(dtype) if t.is_floating_point() else t
-                          for t in load_split(args.data, train=True))
-        test_images, test_labels = (t.to(dtype) if t.is_floating_point() else t
-                                    for t in load_split(args.data, train=False))
+        images, labels, test_images, test_labels = (
+            t.to(device, dtype) if t.is_floating_point() else t.to(device)
+            for t in (*load_split(args.data, train=True), *load_split(args.data, train=False)))
         for name in PHASES:
             ours = project_epoch(name, p, images, labels, test_images, test_labels)
-            theirs = lecture_epoch(name, p, root, dataset_class, dtype)
+            theirs = lecture_epoch(name, p, root, dataset_class, dtype, device)
             classify = name == "finetune_classifier"
             products = epoch_matmuls(build(name, p), len(images), len(test_images),
                                      getattr(p, name).batch_size, classify)
             flops = sum(2 * a.shape[0] * a.shape[1] * b.shape[1] * count
                         for a, b, count in products)
-            floor = matmul_seconds(products)
+            floor = matmul_seconds(products, device)
             print(f"| {name} | {precision} | {ours:.2f} | {theirs:.2f} | {theirs / ours:.1f}x "
                   f"| {flops / 1e9:.0f} | {flops / ours / 1e9:.0f} | {floor:.2f} "
                   f"| {100 * floor / ours:.0f} % |", flush=True)

@@ -8,12 +8,13 @@ from sae.train import predict
 
 def classification_scores(log_probs, labels):
     """{"test_loss": mean NLL, "test_accuracy": fraction correct} of a classifier's output."""
-    return {"test_loss": F.nll_loss(log_probs, labels).item(),
+    # Reduced in float64: the sum's order then cannot move the rounded metric.
+    return {"test_loss": F.nll_loss(log_probs.double(), labels).item(),
             "test_accuracy": (log_probs.argmax(1) == labels).double().mean().item()}
 
 
 def reconstruction_mse(net, images, batch_size):
-    return F.mse_loss(predict(net, images, batch_size), images).item()
+    return F.mse_loss(predict(net, images, batch_size).double(), images.double()).item()
 
 
 def confusion_matrix(labels, predicted, n_classes):

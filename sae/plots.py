@@ -21,7 +21,7 @@ DPI = 100
 FILTER_LEVELS = 16  # grey levels of the filter tiles: enough for the eye, small PNGs
 
 
-def _save(fig, path, grayscale=False):
+def save_png(fig, path, grayscale=False):
     """Write `fig` as a PNG to `path` atomically (no software/date metadata), then close it."""
     try:
         with atomic_path(path) as tmp:
@@ -78,10 +78,10 @@ def training_curves(path, histories, title_prefix):
         ax.grid(alpha=0.3)
         ax.legend()
     fig.suptitle(f"{title_prefix}: training curves", fontsize=14)
-    _save(fig, path)
+    save_png(fig, path)
 
 
-def _class_xticks(ax, class_names):
+def class_xticks(ax, class_names):
     """Class names as x tick labels, slanted only when they are words (not digits)."""
     slant = max(len(name) for name in class_names) > 2
     ax.set_xticks(range(len(class_names)), class_names, rotation=35 if slant else 0,
@@ -104,7 +104,7 @@ def reconstructions(path, originals, layer1, stacked, title_prefix):
             ax.set(xticks=[], yticks=[])  # no ticks, but keep the row's ylabel
         axes[r, 0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize=10)
     fig.suptitle(f"{title_prefix}: test images and their reconstructions", fontsize=13)
-    _save(fig, path)
+    save_png(fig, path)
 
 
 def _tile_grid(tiles, cols, gap):
@@ -140,7 +140,7 @@ def filters(path, weights, title_prefix):
                  cmap=cmap, vmin=0.0, vmax=1.0, origin="upper")
     fig.suptitle(f"{title_prefix}: layer-1 encoder filters\n({len(tiles)} units, "
                  "each tile scaled to its own min/max)", fontsize=11)
-    _save(fig, path, grayscale=True)
+    save_png(fig, path, grayscale=True)
 
 
 def confusion_heatmap(path, matrix, class_names, title_prefix):
@@ -156,11 +156,11 @@ def confusion_heatmap(path, matrix, class_names, title_prefix):
     for (i, j), count in np.ndenumerate(matrix):
         ax.text(j, i, f"{int(count)}", ha="center", va="center", fontsize=9,
                 color="white" if count > threshold else "black")
-    _class_xticks(ax, class_names)
+    class_xticks(ax, class_names)
     ax.set_yticks(range(k), class_names)
     ax.set(xlabel="predicted", ylabel="true")
     fig.suptitle(f"{title_prefix}: confusion matrix on the test set", fontsize=13)
-    _save(fig, path)
+    save_png(fig, path)
 
 
 def per_class_accuracy(path, accuracies, class_names, title_prefix):
@@ -178,12 +178,12 @@ def per_class_accuracy(path, accuracies, class_names, title_prefix):
                 color="white" if inside else "black", fontweight="bold")
     ax.axhline(percent.mean(), color="tab:red", linestyle="--",
                label=f"mean {percent.mean():.1f}%")
-    _class_xticks(ax, class_names)
+    class_xticks(ax, class_names)
     ax.set_ylim(0, 100)
     ax.set(xlabel="class", ylabel="test accuracy (%)")
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.suptitle(f"{title_prefix}: per-class test accuracy", fontsize=13)
-    _save(fig, path)
+    save_png(fig, path)
 
 
 def misclassified(path, images, true_labels, predicted_labels, class_names, title_prefix):
@@ -211,4 +211,4 @@ def misclassified(path, images, true_labels, predicted_labels, class_names, titl
             ax.set_title(f"true: {class_names[int(true_labels[i])]}\n"
                          f"pred: {class_names[int(predicted_labels[i])]}", fontsize=8)
     fig.suptitle(title, fontsize=12)
-    _save(fig, path)
+    save_png(fig, path)

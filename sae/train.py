@@ -39,11 +39,11 @@ def make_optimizer(params, phase: Training):
 
 class MeanSquaredError(torch.autograd.Function):
     """F.mse_loss's value and gradient in fewer passes over memory: the difference is
-    computed once, reduced by a BLAS dot product, and scaled in place into the gradient."""
+    computed once, reduced by a BLAS dot product, and scaled into the gradient."""
 
     @staticmethod
     def forward(ctx, output, target):
-        difference = (output - target).view(-1)
+        difference = (output - target).reshape(-1)
         ctx.save_for_backward(difference)
         ctx.shape = output.shape
         return torch.dot(difference, difference) / difference.numel()

@@ -37,7 +37,7 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 from sae import params  # noqa: E402
 from sae.atomic import write_text  # noqa: E402
 from sae.datasets import DATASETS  # noqa: E402
-from sae.plots import _class_xticks, _save  # noqa: E402
+from sae.plots import class_xticks, save_png  # noqa: E402
 
 REPORT = "report.md"
 TITLE = "Stacked autoencoders: pipeline report"
@@ -233,7 +233,7 @@ def curves_figure(path, title, base, head):
         if ax.has_data():
             ax.legend()
     fig.suptitle(f"{title}: training curves, base (dashed) and head (solid)", fontsize=13)
-    _save(fig, path)
+    save_png(fig, path)
 
 
 def confusion_matrix(rows, class_names):
@@ -250,7 +250,7 @@ def draw_heatmap(ax, matrix, class_names, vmax, title):
     for (i, j), count in np.ndenumerate(matrix):
         ax.text(j, i, str(count), ha="center", va="center", fontsize=8,
                 color="white" if count > vmax / 2 else "black")
-    _class_xticks(ax, class_names)
+    class_xticks(ax, class_names)
     ax.set_yticks(range(len(class_names)), class_names)
     ax.set(title=title, xlabel="predicted", ylabel="true")
     return image
@@ -265,7 +265,7 @@ def confusion_figure(path, title, class_names, matrices):
         image = draw_heatmap(ax, matrix, class_names, vmax, label)
     fig.colorbar(image, ax=list(axes[0]), label="test images")
     fig.suptitle(f"{title}: confusion matrices on the test set", fontsize=13)
-    _save(fig, path)
+    save_png(fig, path)
 
 
 def side_notes(what, base, have_base, have_head):
