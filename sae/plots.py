@@ -95,15 +95,19 @@ def reconstructions(path, originals, layer1, stacked, title_prefix):
     n = rows[0][1].shape[0]
     if n == 0 or any(images.shape[0] != n for _, images in rows):
         raise ValueError("originals, layer1 and stacked must hold the same, non-zero, count")
-    fig, axes = plt.subplots(3, n, figsize=(1.1 * n + 1.8, 4.3), squeeze=False,
-                             layout="constrained")
-    for r, (label, images) in enumerate(rows):
-        for c in range(n):
-            ax = axes[r, c]
-            ax.imshow(images[c], cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
-            ax.set(xticks=[], yticks=[])  # no ticks, but keep the row's ylabel
-        axes[r, 0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize=10)
+    # One image of all tiles, not 3 x n axes: the same picture, drawn several times faster.
+    gap = 2
+    canvas = _tile_grid(np.concatenate([images for _, images in rows]), n, gap)
+    fig, ax = plt.subplots(figsize=(1.1 * n + 1.8, 4.3))
+    ax.imshow(np.ma.masked_invalid(canvas), cmap=plt.get_cmap("gray").with_extremes(bad="white"),
+              vmin=0.0, vmax=1.0, interpolation="nearest")
+    ax.set_xticks([])
+    ax.set_yticks([r * (SIDE + gap) + SIDE / 2 for r in range(len(rows))],
+                  [label for label, _ in rows], fontsize=10)
+    ax.tick_params(length=0)
+    ax.spines[:].set_visible(False)
     fig.suptitle(f"{title_prefix}: test images and their reconstructions", fontsize=13)
+    fig.tight_layout()
     save_png(fig, path)
 
 
@@ -202,7 +206,10 @@ def misclassified(path, images, true_labels, predicted_labels, class_names, titl
         cols = min(n, 10)
         nrows = math.ceil(n / cols)
         fig, axes = plt.subplots(nrows, cols, figsize=(1.3 * cols + 0.4, 1.75 * nrows + 0.45),
-                                 squeeze=False, layout="constrained")
+                                 squeeze=False)
+        # Fixed margins: a layout engine over this many axes costs more than the drawing.
+        fig.subplots_adjust(left=0.02, right=0.98, bottom=0.02, top=0.72 if nrows == 1 else 0.8,
+                            wspace=0.15, hspace=0.6)
         for ax in axes.flat:
             ax.set_axis_off()
         for i in range(n):
