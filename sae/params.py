@@ -127,11 +127,11 @@ def _is_number(text):
 def _check_keys(where, given, allowed):
     if not isinstance(given, dict):
         _fail(where or "the file", given, "a mapping of " + ", ".join(allowed))
-    prefix = f"{where}." if where else ""
+    prefix, scope = (f"{where}.", f" in {where}") if where else ("", "")
     for key in given:
         if key not in allowed:
             raise ParamsError(f"{PARAMS_FILE}: unknown key {prefix}{key!s}; "
-                              f"allowed keys{' in ' + where if where else ''}: {', '.join(allowed)}")
+                              f"allowed keys{scope}: {', '.join(allowed)}")
     for key in allowed:
         if key not in given:
             what = f"; expected {allowed[key][1]}" if isinstance(allowed, dict) else ""

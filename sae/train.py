@@ -99,7 +99,7 @@ def fit(net, inputs, targets, loss_fn, phase: Training, seed: int, name: str,
         if after_epoch is not None:
             row.update(after_epoch(net))
         history.append(row)
-        extras = "".join(f"  {k} {v:.4f}" for k, v in row.items() if k not in ("epoch", "train_loss"))
+        extras = "".join(f"  {k} {v:.4f}" for k, v in list(row.items())[2:])  # after_epoch's
         print(f"{name}: epoch {epoch}/{phase.epochs}  loss {train_loss:.4f}{extras}"
               f"  {time.perf_counter() - start:.1f} s", flush=True)
     return history

@@ -8,11 +8,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
 import yaml
 
 from sae import download
-from sae.datasets import DATASETS
+from sae.datasets import DATASETS, encode_idx
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_PARAMS = yaml.safe_load((ROOT / "params.yaml").read_text())
@@ -39,6 +41,28 @@ def in_project(tmp_path, monkeypatch):
         (tmp_path / "params.yaml").write_text(yaml.safe_dump(params_with(**overrides)))
         return tmp_path
     return write
+
+
+def write_tiny_idx(folder, n_train=40, n_test=20, seed=0):
+    """The four canonical IDX files of a tiny dataset: prototype images with noise."""
+    rng = np.random.default_rng(seed)
+    prototypes = rng.random((10, 28, 28))
+    folder.mkdir(parents=True, exist_ok=True)
+    for prefix, n in (("train", n_train), ("t10k", n_test)):
+        labels = rng.integers(0, 10, n).astype(np.uint8)
+        images = (255 * prototypes[labels] * rng.uniform(0.7, 1.0, (n, 28, 28))).astype(np.uint8)
+        (folder / f"{prefix}-images-idx3-ubyte").write_bytes(encode_idx(images))
+        (folder / f"{prefix}-labels-idx1-ubyte").write_bytes(encode_idx(labels))
+    return folder
+
+
+@pytest.fixture
+def float32_by_default():
+    """Stage code calls torch.set_default_dtype; pin it so tests do not depend on order."""
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float32)
+    yield
+    torch.set_default_dtype(old)
 
 
 def load_stage(name):

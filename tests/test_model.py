@@ -8,13 +8,7 @@ from sae.model import autoencoder, classifier, load_checkpoint, save_checkpoint,
 BATCH = 5
 
 
-@pytest.fixture(autouse=True)
-def float32_by_default():
-    """Stage code calls torch.set_default_dtype; pin it so these tests do not depend on order."""
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float32)
-    yield
-    torch.set_default_dtype(old)
+pytestmark = pytest.mark.usefixtures("float32_by_default")
 
 
 def layer1():

@@ -4,27 +4,12 @@ import copy
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 import yaml
 
 from sae import params
-from sae.datasets import encode_idx
 from sae.params import ParamsError
-from tests.conftest import DEFAULT_PARAMS, ROOT, params_with
-
-
-def write_tiny_idx(folder, n_train=40, n_test=20, seed=0):
-    """The four canonical IDX files of a tiny dataset: prototype images with noise."""
-    rng = np.random.default_rng(seed)
-    prototypes = rng.random((10, 28, 28))
-    folder.mkdir(parents=True, exist_ok=True)
-    for prefix, n in (("train", n_train), ("t10k", n_test)):
-        labels = rng.integers(0, 10, n).astype(np.uint8)
-        images = (255 * prototypes[labels] * rng.uniform(0.7, 1.0, (n, 28, 28))).astype(np.uint8)
-        (folder / f"{prefix}-images-idx3-ubyte").write_bytes(encode_idx(images))
-        (folder / f"{prefix}-labels-idx1-ubyte").write_bytes(encode_idx(labels))
-    return folder
+from tests.conftest import DEFAULT_PARAMS, ROOT, params_with, write_tiny_idx
 
 
 def error_of(raw):

@@ -5,28 +5,20 @@ import math
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
-from sae.datasets import encode_idx
 from sae.evaluation import classification_scores, confusion_matrix, per_class_accuracy
 from sae.model import autoencoder, classifier
 from sae.params import Training
 from sae.train import TrainingDiverged, classification_loss, fit, reconstruction_loss
-from tests.conftest import ROOT
+from tests.conftest import ROOT, write_tiny_idx
 
 HIDDEN = 64  # a narrow code keeps the loop fast; fit does not care about the sizes
 
 
-@pytest.fixture(autouse=True)
-def float32_by_default():
-    """Stage code calls torch.set_default_dtype; pin it so these tests do not depend on order."""
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float32)
-    yield
-    torch.set_default_dtype(old)
+pytestmark = pytest.mark.usefixtures("float32_by_default")
 
 
 def phase(epochs=5, batch_size=10, lr=0.98, optimizer="sgd", momentum=0.0):
@@ -152,19 +144,6 @@ def test_nan_in_the_inputs_raises_training_diverged_in_epoch_1():
 
 
 # ---------------------------------------------------------------- the stage
-
-
-def write_tiny_idx(folder, n_train=40, n_test=20, seed=0):
-    """The four canonical IDX files of a tiny dataset: prototype images with noise."""
-    rng = np.random.default_rng(seed)
-    prototypes = rng.random((10, 28, 28))
-    folder.mkdir(parents=True, exist_ok=True)
-    for prefix, n in (("train", n_train), ("t10k", n_test)):
-        labels = rng.integers(0, 10, n).astype(np.uint8)
-        images = (255 * prototypes[labels] * rng.uniform(0.7, 1.0, (n, 28, 28))).astype(np.uint8)
-        (folder / f"{prefix}-images-idx3-ubyte").write_bytes(encode_idx(images))
-        (folder / f"{prefix}-labels-idx1-ubyte").write_bytes(encode_idx(labels))
-    return folder
 
 
 def run_pretrain_layer1(project, data):
