@@ -9,6 +9,7 @@ import time
 import torch
 import torch.nn.functional as F
 
+from sae import optim
 from sae.params import Common, ParamsError, Training
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -32,9 +33,9 @@ def setup(common: Common) -> torch.device:
 
 def make_optimizer(params, phase: Training):
     if phase.optimizer == "adam":
-        return torch.optim.Adam(params, lr=phase.lr, foreach=True)
+        return optim.Adam(params, lr=phase.lr)
     # Plain SGD when momentum is 0: the lecture's p -= lr * grad.
-    return torch.optim.SGD(params, lr=phase.lr, momentum=phase.momentum, foreach=True)
+    return optim.SGD(params, lr=phase.lr, momentum=phase.momentum)
 
 
 class MeanSquaredError(torch.autograd.Function):
@@ -86,7 +87,7 @@ def fit(net, inputs, targets, loss_fn, phase: Training, seed: int, name: str,
             batch = inputs.index_select(0, index)  # a faster gather than inputs[index]
             target = None if targets is None else targets.index_select(0, index)
             loss = loss_fn(net(batch), batch, target)
-            optimizer.zero_grad(set_to_none=True)
+            optimizer.zero_grad()
             loss.backward()
             optimizer.step()
             total += loss.detach()

@@ -9,6 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from sae import optim
 from sae.evaluation import classification_scores, confusion_matrix, per_class_accuracy
 from sae.model import autoencoder, classifier
 from sae.params import Training
@@ -232,3 +233,28 @@ def test_fused_mean_squared_error_matches_torch_value_and_gradient():
     assert torch.allclose(ours_grad, reference_grad, rtol=1e-12)
     assert torch.autograd.gradcheck(MeanSquaredError.apply, (output[:2, :5].detach()
                                     .requires_grad_(), target[:2, :5]))
+
+
+@pytest.mark.parametrize("name, ours, reference", [
+    ("sgd", lambda p: optim.SGD(p, 0.5), lambda p: torch.optim.SGD(p, 0.5)),
+    ("momentum", lambda p: optim.SGD(p, 0.5, momentum=0.9),
+     lambda p: torch.optim.SGD(p, 0.5, momentum=0.9)),
+    ("adam", lambda p: optim.Adam(p, 0.01), lambda p: torch.optim.Adam(p, 0.01)),
+])
+def test_optimizers_match_torch_optim(name, ours, reference):
+    """The written-out optimisers take exactly torch.optim's steps."""
+    def train(make_optimizer):
+        g = torch.Generator().manual_seed(0)
+        weight = torch.nn.Parameter(torch.randn(20, 7, generator=g, dtype=torch.float64))
+        bias = torch.nn.Parameter(torch.randn(7, generator=g, dtype=torch.float64))
+        x = torch.randn(50, 20, generator=g, dtype=torch.float64)
+        optimizer = make_optimizer([weight, bias])
+        for _ in range(5):
+            loss = ((x @ weight + bias).tanh() ** 2).mean()
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        return weight.detach(), bias.detach()
+
+    for ours_tensor, reference_tensor in zip(train(ours), train(reference)):
+        assert torch.allclose(ours_tensor, reference_tensor, rtol=1e-12, atol=0)
