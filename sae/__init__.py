@@ -1,0 +1,1 @@
+"""The library the stage scripts share: params, data, model, training, evaluation, plots."""
