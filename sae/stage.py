@@ -1,14 +1,12 @@
-"""What every stage script shares: arguments, params, data on the device, outputs, errors."""
+"""What every stage script shares: arguments, the history CSV, and how errors end a stage."""
 import argparse
 import csv
 import io
 import sys
 
 from sae.atomic import write_text
-from sae.datasets import DATASETS, load_split
-from sae.download import DownloadError
+from sae.datasets import DATASETS
 from sae.params import ParamsError
-from sae.train import DTYPES, TrainingDiverged
 
 
 def parse_args(description, argv, *paths):
@@ -20,13 +18,6 @@ def parse_args(description, argv, *paths):
     return parser.parse_args(argv)
 
 
-def load_data(data_dir, common, device, train: bool):
-    """(images, labels) of one split as tensors on `device` in the configured precision."""
-    limit = common.train_limit if train else common.test_limit
-    images, labels = load_split(data_dir, train, limit)
-    return images.to(device, DTYPES[common.precision]), labels.to(device)
-
-
 def write_history(path, rows):
     """Per-epoch history as CSV, one column per key (DVC plots read it)."""
     text = io.StringIO()
@@ -36,15 +27,13 @@ def write_history(path, rows):
     write_text(path, text.getvalue())
 
 
-# Failures a user can fix: one clear message, no traceback. Anything else is a bug: traceback.
-EXPECTED_ERRORS = (ParamsError, TrainingDiverged, DownloadError, FileNotFoundError)
-
-
-def run(main):
-    """Run a stage's main() on the command line; an expected error prints one line, exits 1."""
+def run(main, *expected):
+    """Run a stage's main() on the command line. Failures a user can fix (bad params, a
+    missing file, and the stage's own `expected` errors) print one line and exit 1;
+    anything else is a bug and keeps its traceback."""
     try:
         main()
-    except EXPECTED_ERRORS as error:
+    except (ParamsError, FileNotFoundError, *expected) as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(1)
 

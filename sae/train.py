@@ -1,4 +1,5 @@
-"""The one training loop, and the one batched forward pass that evaluation shares.
+"""The one training loop, and the one batched forward pass that evaluation shares; with
+the set-up they need: seed, precision, device, and the data on it.
 
 Speed by design: each dataset is one tensor on the device, batches are taken by index,
 and the loss is summed on the device so the loop never waits for a Python float.
@@ -10,6 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from sae import optim
+from sae.datasets import load_split
 from sae.params import Common, ParamsError, Training
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -29,6 +31,13 @@ def setup(common: Common) -> torch.device:
     if common.device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(common.device)
+
+
+def load_data(data_dir, common, device, train: bool):
+    """(images, labels) of one split as tensors on `device` in the configured precision."""
+    limit = common.train_limit if train else common.test_limit
+    images, labels = load_split(data_dir, train, limit)
+    return images.to(device, DTYPES[common.precision]), labels.to(device)
 
 
 def make_optimizer(params, phase: Training):

@@ -18,4 +18,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    stage.run(main)
+    stage.run(main, download.DownloadError)

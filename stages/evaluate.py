@@ -11,7 +11,7 @@ from sae import evaluation, params, plots, stage  # noqa: E402
 from sae.atomic import atomic_dir, write_json, write_text  # noqa: E402
 from sae.datasets import DATASETS  # noqa: E402
 from sae.model import load_checkpoint  # noqa: E402
-from sae.train import predict, setup  # noqa: E402
+from sae.train import load_data, predict, setup  # noqa: E402
 
 HISTORIES = ("pretrain_layer1", "stack_layer2", "finetune_classifier")
 
@@ -59,7 +59,7 @@ def main(argv=None):
     info = DATASETS[args.dataset]
     batch = p.evaluate.batch_size
     device = setup(p.common)
-    images, labels = stage.load_data(args.data, p.common, device, train=False)
+    images, labels = load_data(args.data, p.common, device, train=False)
     nets = {name: load_checkpoint(getattr(args, name)).to(device, images.dtype)
             for name in ("layer1", "stacked", "classifier")}
 

@@ -8,7 +8,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from the rep
 from sae import params, stage  # noqa: E402
 from sae.evaluation import classification_scores  # noqa: E402
 from sae.model import classifier, load_checkpoint, save_checkpoint  # noqa: E402
-from sae.train import classification_loss, fit, predict, setup  # noqa: E402
+from sae.train import (TrainingDiverged, classification_loss, fit, load_data,  # noqa: E402
+                       predict, setup)
 
 
 def main(argv=None):
@@ -16,8 +17,8 @@ def main(argv=None):
     p = params.load()
     phase = p.finetune_classifier
     device = setup(p.common)
-    images, labels = stage.load_data(args.data, p.common, device, train=True)
-    test_images, test_labels = stage.load_data(args.data, p.common, device, train=False)
+    images, labels = load_data(args.data, p.common, device, train=True)
+    test_images, test_labels = load_data(args.data, p.common, device, train=False)
     net = classifier(load_checkpoint(args.stacked), phase.layers[1]).to(device, images.dtype)
 
     def test_scores(net):
@@ -30,4 +31,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    stage.run(main)
+    stage.run(main, TrainingDiverged)

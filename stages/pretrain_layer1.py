@@ -6,7 +6,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from the rep
 
 from sae import params, stage  # noqa: E402
 from sae.model import autoencoder, save_checkpoint  # noqa: E402
-from sae.train import fit, reconstruction_loss, setup  # noqa: E402
+from sae.train import TrainingDiverged, fit, load_data, reconstruction_loss, setup  # noqa: E402
 
 
 def main(argv=None):
@@ -14,7 +14,7 @@ def main(argv=None):
     p = params.load()
     phase = p.pretrain_layer1
     device = setup(p.common)
-    images, _ = stage.load_data(args.data, p.common, device, train=True)
+    images, _ = load_data(args.data, p.common, device, train=True)
     net = autoencoder(*phase.layers, phase.encoder_activation, phase.decoder_activation)
     net = net.to(device, images.dtype)
     history = fit(net, images, None, reconstruction_loss, phase, p.common.seed,
@@ -24,4 +24,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    stage.run(main)
+    stage.run(main, TrainingDiverged)

@@ -7,7 +7,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from the rep
 
 from sae import params, stage  # noqa: E402
 from sae.model import load_checkpoint, save_checkpoint, stack  # noqa: E402
-from sae.train import fit, reconstruction_loss, setup  # noqa: E402
+from sae.train import TrainingDiverged, fit, load_data, reconstruction_loss, setup  # noqa: E402
 
 
 def main(argv=None):
@@ -15,7 +15,7 @@ def main(argv=None):
     p = params.load()
     phase = p.stack_layer2
     device = setup(p.common)
-    images, _ = stage.load_data(args.data, p.common, device, train=True)
+    images, _ = load_data(args.data, p.common, device, train=True)
     layer1 = load_checkpoint(args.layer1)
     net = stack(layer1, phase.layers[1], phase.encoder_activation, phase.decoder_activation)
     net = net.to(device, images.dtype)
@@ -26,4 +26,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    stage.run(main)
+    stage.run(main, TrainingDiverged)
