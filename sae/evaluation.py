@@ -1,8 +1,13 @@
 """Test-set scores: classification accuracy and NLL, per-class accuracy, confusion matrix,
-reconstruction MSE. All share train.predict, the one batched forward pass."""
+reconstruction MSE beside its reference points. All share train.predict, the one batched
+forward pass; the tables DVC plots read are written here too."""
+import csv
+import io
+
 import torch
 import torch.nn.functional as F
 
+from sae import pca
 from sae.train import predict
 
 
@@ -29,14 +34,41 @@ def per_class_accuracy(matrix):
     return (matrix.diag().double() / totals).tolist()
 
 
-def metrics_report(scores, matrix, mse_layer1, mse_stacked):
-    """The metrics JSON document: plain numbers only, rounded for readable diffs."""
-    return {
-        "test_accuracy": round(scores["test_accuracy"], 6),
-        "test_nll": round(scores["test_loss"], 6),
-        "per_class_accuracy": {str(c): round(a, 6)
-                               for c, a in enumerate(per_class_accuracy(matrix))},
-        "reconstruction_mse": {"layer1": round(mse_layer1, 6),
-                               "stacked": round(mse_stacked, 6)},
-        "confusion_matrix": matrix.tolist(),
-    }
+def code_size(net):
+    return net.encoder[-1].linear.out_features
+
+
+def reconstruction_report(nets, fitted_pca, images, batch_size):
+    """Each autoencoder's test MSE beside PCA with the same code size and the mean image."""
+    report = {"mean_image": pca.mse(fitted_pca, images, 0)}
+    for name in ("layer1", "stacked"):
+        report[name] = reconstruction_mse(nets[name], images, batch_size)
+        report[f"pca_{name}"] = pca.mse(fitted_pca, images, code_size(nets[name]))
+    return report
+
+
+def metrics_report(scores, reconstruction):
+    """The metrics JSON document: headline numbers only, rounded for readable diffs."""
+    return {"test_accuracy": round(scores["test_accuracy"], 6),
+            "test_nll": round(scores["test_loss"], 6),
+            "reconstruction_mse": {k: round(v, 6) for k, v in sorted(reconstruction.items())}}
+
+
+def _csv(header, rows):
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(rows)
+    return text.getvalue()
+
+
+def confusion_rows_csv(labels, predicted, class_names):
+    """One row per test image, the shape DVC's confusion template reads."""
+    return _csv(["actual", "predicted"], ((class_names[a], class_names[p])
+                                          for a, p in zip(labels.tolist(), predicted.tolist())))
+
+
+def per_class_csv(matrix, class_names):
+    """Test accuracy per class, one row each, for DVC's bar plot and the reports."""
+    return _csv(["class", "test_accuracy"],
+                ((name, round(a, 6)) for name, a in zip(class_names, per_class_accuracy(matrix))))

@@ -4,6 +4,7 @@ own architecture so a later stage rebuilds the model from the file alone."""
 import io
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from sae.atomic import write_bytes
@@ -25,8 +26,11 @@ class Block(nn.Module):
         super().__init__()
         self.linear = nn.Linear(n_in, n_out)
         self.activation = activation
+        self.dropout = 0.0  # on the block's input, while training only; not saved
 
     def forward(self, x):
+        if self.dropout and self.training:
+            x = F.dropout(x, self.dropout)
         return ACTIVATION_FUNCTIONS[self.activation](self.linear(x))
 
     def spec(self):
@@ -51,7 +55,13 @@ class StackedNet(nn.Module):
 
     @classmethod
     def from_config(cls, config):
+        """A network of this architecture with fresh (seeded by the caller) weights."""
         return cls([Block(*s) for s in config["encoder"]], [Block(*s) for s in config["head"]])
+
+    def set_dropout(self, fraction):
+        for block in [*self.encoder, *self.head]:
+            block.dropout = fraction
+        return self
 
 
 def autoencoder(n_in, n_hidden, encoder_activation, decoder_activation) -> StackedNet:

@@ -1,5 +1,6 @@
 """The optimisers, written out: plain SGD (the lecture's p -= lr * grad), SGD with
-momentum, and Adam, with torch.optim's arithmetic and defaults.
+momentum, and Adam, with torch.optim's arithmetic and defaults; decoupled weight decay as
+in torch.optim.AdamW.
 
 Why not torch.optim: building one of its optimisers imports torch._dynamo, about a second
 of start-up in every stage process, for a few lines of arithmetic.
@@ -12,12 +13,21 @@ import torch
 class SGD:
     """p -= lr * g, or with momentum: v = momentum * v + g (v = g at first); p -= lr * v."""
 
-    def __init__(self, params, lr, momentum=0.0):
+    def __init__(self, params, lr, momentum=0.0, weight_decay=0.0):
         self.params, self.lr, self.momentum = list(params), lr, momentum
+        self.weight_decay = weight_decay
         self.velocity = None
 
     @torch.no_grad()
+    def decay(self):
+        """Decoupled weight decay (Loshchilov and Hutter): p -= lr * weight_decay * p."""
+        if self.weight_decay:
+            for p in self.params:
+                p.mul_(1 - self.lr * self.weight_decay)
+
+    @torch.no_grad()
     def step(self):
+        self.decay()
         grads = [p.grad for p in self.params]
         if self.momentum:
             if self.velocity is None:
@@ -37,14 +47,15 @@ class SGD:
 class Adam(SGD):
     """Adam (Kingma and Ba) with bias correction; betas (0.9, 0.999), eps 1e-8."""
 
-    def __init__(self, params, lr, betas=(0.9, 0.999), eps=1e-8):
-        super().__init__(params, lr)
+    def __init__(self, params, lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
+        super().__init__(params, lr, weight_decay=weight_decay)
         self.betas, self.eps, self.steps = betas, eps, 0
         self.mean = [torch.zeros_like(p) for p in self.params]
         self.square = [torch.zeros_like(p) for p in self.params]
 
     @torch.no_grad()
     def step(self):
+        self.decay()
         self.steps += 1
         beta1, beta2 = self.betas
         step_size = self.lr / (1 - beta1 ** self.steps)

@@ -13,6 +13,10 @@ from sae.datasets import DATASETS, IMAGE_SIZE
 PARAMS_FILE = "params.yaml"  # DVC's default params file, at the repository root
 ACTIVATIONS = ("tanh", "sigmoid", "relu", "identity")
 OPTIMIZERS = ("sgd", "adam")
+SCHEDULES = ("constant", "cosine")
+INITS = ("pretrained", "random")   # start from the previous stage's weights, or a seeded init
+TRAINED = ("all", "head")          # fine-tune every layer, or only the classifier (linear probe)
+PHASES = ("pretrain_layer1", "stack_layer2", "finetune_classifier")  # in training order
 PRECISIONS = ("float32", "float64")
 DEVICES = ("auto", "cpu", "cuda")
 N_CLASSES = 10
@@ -38,15 +42,22 @@ class Download:
 
 @dataclass(frozen=True)
 class Training:
-    """One training phase: its new layer sizes, activations and optimiser."""
+    """One training phase: its new layer sizes, activations, optimiser and regularisers.
+    The defaults are the lecture's: no schedule, no weight decay, no corruption, no dropout."""
     layers: tuple
     epochs: int
     batch_size: int
     optimizer: str
     lr: float
     momentum: float
+    schedule: str = "constant"
+    weight_decay: float = 0.0
     encoder_activation: str = "identity"
     decoder_activation: str = "identity"
+    corruption: float = 0.0      # autoencoders: fraction of input pixels zeroed (denoising)
+    init: str = "pretrained"     # stack_layer2, finetune_classifier: see INITS
+    dropout: float = 0.0         # finetune_classifier: dropout on every layer's input
+    train: str = "all"           # finetune_classifier: see TRAINED
 
 
 @dataclass(frozen=True)
@@ -56,14 +67,25 @@ class Evaluate:
 
 
 @dataclass(frozen=True)
+class Recipe:
+    """One way to train the network: the three phases' settings."""
+    pretrain_layer1: Training
+    stack_layer2: Training
+    finetune_classifier: Training
+
+
+@dataclass(frozen=True)
 class Params:
     datasets: tuple
     common: Common
     download: Download
-    pretrain_layer1: Training
-    stack_layer2: Training
-    finetune_classifier: Training
     evaluate: Evaluate
+    recipes: dict  # name -> Recipe, in params.yaml's order
+
+    def recipe(self, name) -> Recipe:
+        if name not in self.recipes:
+            _fail("recipes", list(self.recipes), f"a list that holds the recipe {name!r}")
+        return self.recipes[name]
 
 
 # A rule is (check(value) -> bool, what is allowed). Integers exclude booleans (YAML's yes/no).
@@ -79,33 +101,39 @@ def _choice(options):
 MAX_LR = 1e6  # far above any useful rate, and far below float32 overflow
 _LR = (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v <= MAX_LR,
        f"a number > 0 and <= {MAX_LR:g}")
-_MOMENTUM = (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v < 1,
+_FRACTION = (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v < 1,
              "a number in [0, 1)")
 _LAYERS = (lambda v: isinstance(v, list) and len(v) == 2
            and all(_integer(1)[0](n) for n in v), "a list of two integers >= 1, [in, out]")
 _DATASETS = (lambda v: isinstance(v, list) and len(v) > 0
              and all(isinstance(d, str) and d in DATASETS for d in v) and len(set(v)) == len(v),
              "a non-empty list without repeats of " + ", ".join(DATASETS))
+_RECIPES = (lambda v: isinstance(v, list) and len(v) > 0 and len(set(map(str, v))) == len(v)
+            and all(isinstance(r, str) and r.isidentifier() for r in v),
+            "a non-empty list without repeats of recipe names (letters, digits, _), "
+            "each with its own section of overrides")
 _FOLDER = (lambda v: v is None or (isinstance(v, str) and v != ""), "null or a folder path")
 
 _TRAINING = {"layers": _LAYERS, "epochs": _integer(1), "batch_size": _integer(1),
-             "optimizer": _choice(OPTIMIZERS), "lr": _LR, "momentum": _MOMENTUM}
+             "optimizer": _choice(OPTIMIZERS), "lr": _LR, "momentum": _FRACTION,
+             "schedule": _choice(SCHEDULES), "weight_decay": _FRACTION}
 _AUTOENCODER = {**_TRAINING, "encoder_activation": _choice(ACTIVATIONS),
-                "decoder_activation": _choice(ACTIVATIONS)}
+                "decoder_activation": _choice(ACTIVATIONS), "corruption": _FRACTION}
 
-SCHEMA = {
+SHARED = {
     "common": {"seed": _integer(0), "precision": _choice(PRECISIONS),
                "device": _choice(DEVICES), "train_limit": _integer(0),
                "test_limit": _integer(0)},
     "download": {"source_dir": _FOLDER},
-    "pretrain_layer1": _AUTOENCODER,
-    "stack_layer2": _AUTOENCODER,
-    "finetune_classifier": _TRAINING,
     "evaluate": {"batch_size": _integer(1), "examples": _integer(1)},
 }
-_SECTION_TYPES = {"common": Common, "download": Download, "pretrain_layer1": Training,
-                  "stack_layer2": Training, "finetune_classifier": Training,
-                  "evaluate": Evaluate}
+PHASE_SCHEMA = {
+    "pretrain_layer1": _AUTOENCODER,
+    "stack_layer2": {**_AUTOENCODER, "init": _choice(INITS)},
+    "finetune_classifier": {**_TRAINING, "init": _choice(INITS), "dropout": _FRACTION,
+                            "train": _choice(TRAINED)},
+}
+_SECTION_TYPES = {"common": Common, "download": Download, "evaluate": Evaluate}
 
 
 def _fail(key, value, allowed):
@@ -134,43 +162,59 @@ def _check_keys(where, given, allowed):
                               f"allowed keys{scope}: {', '.join(allowed)}")
     for key in allowed:
         if key not in given:
-            what = f"; expected {allowed[key][1]}" if isinstance(allowed, dict) else ""
+            rule = allowed[key] if isinstance(allowed, dict) else None
+            what = f"; expected {rule[1]}" if isinstance(rule, tuple) else ""
             raise ParamsError(f"{PARAMS_FILE}: missing key {prefix}{key}{what}")
 
 
-def _check_section(name, given):
-    _check_keys(name, given, SCHEMA[name])
-    for key, (ok, allowed) in SCHEMA[name].items():
+def _check_section(where, schema, given, make):
+    _check_keys(where, given, schema)
+    for key, (ok, allowed) in schema.items():
         if not ok(given[key]):
-            _fail(f"{name}.{key}", given[key], allowed)
-    values = {k: tuple(v) if isinstance(v, list) else v for k, v in given.items()}
-    return _SECTION_TYPES[name](**values)
+            _fail(f"{where}.{key}", given[key], allowed)
+    return make(**{k: tuple(v) if isinstance(v, list) else v for k, v in given.items()})
 
 
-def _check_chain(p: Params):
+def _check_recipe(name, given) -> Recipe:
+    """A recipe's three phase sections, each complete, whose layer sizes chain."""
+    _check_keys(name, given, PHASE_SCHEMA)
+    phases = {phase: _check_section(f"{name}.{phase}", schema, given[phase], Training)
+              for phase, schema in PHASE_SCHEMA.items()}
+    recipe = Recipe(**phases)
+    _check_chain(name, recipe)
+    return recipe
+
+
+def _check_chain(name, r: Recipe):
     """Each phase's input must be the previous phase's output: 784 -> 400 -> 256 -> 10."""
-    links = [("pretrain_layer1.layers[0]", p.pretrain_layer1.layers[0], IMAGE_SIZE,
+    links = [("pretrain_layer1.layers[0]", r.pretrain_layer1.layers[0], IMAGE_SIZE,
               "the image size"),
-             ("stack_layer2.layers[0]", p.stack_layer2.layers[0], p.pretrain_layer1.layers[1],
-              "pretrain_layer1.layers[1]"),
-             ("finetune_classifier.layers[0]", p.finetune_classifier.layers[0],
-              p.stack_layer2.layers[1], "stack_layer2.layers[1]"),
-             ("finetune_classifier.layers[1]", p.finetune_classifier.layers[1], N_CLASSES,
+             ("stack_layer2.layers[0]", r.stack_layer2.layers[0], r.pretrain_layer1.layers[1],
+              f"{name}.pretrain_layer1.layers[1]"),
+             ("finetune_classifier.layers[0]", r.finetune_classifier.layers[0],
+              r.stack_layer2.layers[1], f"{name}.stack_layer2.layers[1]"),
+             ("finetune_classifier.layers[1]", r.finetune_classifier.layers[1], N_CLASSES,
               "the number of classes")]
     for key, value, needed, source in links:
         if value != needed:
-            _fail(key, value, f"{needed} ({source}), so the layer sizes chain")
+            _fail(f"{name}.{key}", value, f"{needed} ({source}), so the layer sizes chain")
 
 
 def parse(raw) -> Params:
-    """Validated Params from the mapping that params.yaml holds."""
-    _check_keys("", raw, ["datasets", *SCHEMA])
+    """Validated Params from the mapping that params.yaml holds: the shared sections, and
+    one section per recipe named in `recipes`."""
+    top = ["datasets", "recipes", *SHARED]
+    if isinstance(raw, dict) and "recipes" in raw:
+        if not _RECIPES[0](raw["recipes"]) or set(raw["recipes"]) & set(top):
+            _fail("recipes", raw["recipes"], _RECIPES[1])
+    recipes = raw.get("recipes", []) if isinstance(raw, dict) else []
+    _check_keys("", raw, [*top, *recipes])
     if not _DATASETS[0](raw["datasets"]):
         _fail("datasets", raw["datasets"], _DATASETS[1])
-    sections = {name: _check_section(name, raw[name]) for name in SCHEMA}
-    params = Params(datasets=tuple(raw["datasets"]), **sections)
-    _check_chain(params)
-    return params
+    shared = {name: _check_section(name, schema, raw[name], _SECTION_TYPES[name])
+              for name, schema in SHARED.items()}
+    return Params(datasets=tuple(raw["datasets"]), **shared,
+                  recipes={name: _check_recipe(name, raw[name]) for name in recipes})
 
 
 def load(path=PARAMS_FILE) -> Params:

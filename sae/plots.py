@@ -88,17 +88,16 @@ def class_xticks(ax, class_names):
                   ha="right" if slant else "center", rotation_mode="anchor")
 
 
-def reconstructions(path, originals, layer1, stacked, title_prefix):
-    """A 3-row grid: original test images, their layer-1 and stacked reconstructions."""
-    rows = [("original", _images(originals)), ("layer 1\n(784-400-784)", _images(layer1)),
-            ("stacked\n(784-400-256-400-784)", _images(stacked))]
+def reconstructions(path, rows, title_prefix):
+    """A grid with one row per (label, images): e.g. the originals, then reconstructions."""
+    rows = [(label, _images(images)) for label, images in rows]
     n = rows[0][1].shape[0]
     if n == 0 or any(images.shape[0] != n for _, images in rows):
-        raise ValueError("originals, layer1 and stacked must hold the same, non-zero, count")
+        raise ValueError("every row must hold the same, non-zero, number of images")
     # One image of all tiles, not 3 x n axes: the same picture, drawn several times faster.
     gap = 2
     canvas = _tile_grid(np.concatenate([images for _, images in rows]), n, gap)
-    fig, ax = plt.subplots(figsize=(1.1 * n + 1.8, 4.3))
+    fig, ax = plt.subplots(figsize=(1.1 * n + 1.8, 0.3 + 1.33 * len(rows)))
     ax.imshow(np.ma.masked_invalid(canvas), cmap=plt.get_cmap("gray").with_extremes(bad="white"),
               vmin=0.0, vmax=1.0, interpolation="nearest")
     ax.set_xticks([])

@@ -9,10 +9,13 @@ from sae.datasets import DATASETS
 from sae.params import ParamsError
 
 
-def parse_args(description, argv, *paths):
-    """--dataset plus one required option per path; paths come from dvc.yaml only."""
+def parse_args(description, argv, *paths, recipe=True):
+    """--dataset (and --recipe) plus one required option per path; paths come from dvc.yaml
+    only. The recipe is checked against params.yaml when the stage loads its params."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--dataset", required=True, choices=sorted(DATASETS))
+    if recipe:
+        parser.add_argument("--recipe", required=True)
     for path in paths:
         parser.add_argument(f"--{path}", required=True)
     return parser.parse_args(argv)
@@ -25,6 +28,12 @@ def write_history(path, rows):
     writer.writeheader()
     writer.writerows(rows)
     write_text(path, text.getvalue())
+
+
+def read_history(path):
+    """A history CSV written by write_history, as a list of {column: float} rows."""
+    with open(path, newline="") as f:
+        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
 
 
 def run(main, *expected):

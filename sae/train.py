@@ -42,9 +42,25 @@ def load_data(data_dir, common, device, train: bool):
 
 def make_optimizer(params, phase: Training):
     if phase.optimizer == "adam":
-        return optim.Adam(params, lr=phase.lr)
+        return optim.Adam(params, lr=phase.lr, weight_decay=phase.weight_decay)
     # Plain SGD when momentum is 0: the lecture's p -= lr * grad.
-    return optim.SGD(params, lr=phase.lr, momentum=phase.momentum)
+    return optim.SGD(params, lr=phase.lr, momentum=phase.momentum,
+                     weight_decay=phase.weight_decay)
+
+
+def learning_rate(phase: Training, step: int, total_steps: int) -> float:
+    """The phase's lr at `step`: constant, or cosine decay from lr towards 0."""
+    if phase.schedule == "cosine":
+        return phase.lr * 0.5 * (1 + math.cos(math.pi * step / total_steps))
+    return phase.lr
+
+
+def corrupt(batch, fraction, generator):
+    """Masking noise (Vincent et al. 2010): each pixel set to 0 with probability `fraction`."""
+    if not fraction:
+        return batch
+    keep = torch.rand(batch.shape, generator=generator, device=batch.device) >= fraction
+    return batch * keep
 
 
 class MeanSquaredError(torch.autograd.Function):
@@ -77,14 +93,17 @@ def fit(net, inputs, targets, loss_fn, phase: Training, seed: int, name: str,
         after_epoch=None):
     """Train `net` in place for phase.epochs epochs of shuffled mini-batches.
 
-    `targets` is None for an autoencoder, whose targets are its inputs.
+    `targets` is None for an autoencoder, whose targets are its (uncorrupted) inputs.
+    Only parameters that require gradients are trained (a frozen encoder stays as it is).
     Returns one dict per epoch: epoch, train_loss (the mean of batch-mean losses, as the
     lecture prints it) and whatever `after_epoch(net)` adds, e.g. test accuracy.
     Raises TrainingDiverged, naming `name` and the epoch, when the loss is not finite.
     """
-    optimizer = make_optimizer(net.parameters(), phase)
+    optimizer = make_optimizer([p for p in net.parameters() if p.requires_grad], phase)
     order = torch.Generator().manual_seed(seed)  # on the CPU: same batches on every device
+    noise = torch.Generator(device=inputs.device).manual_seed(seed)
     n = len(inputs)
+    total_steps, step = phase.epochs * math.ceil(n / phase.batch_size), 0
     history = []
     for epoch in range(1, phase.epochs + 1):
         start = time.perf_counter()
@@ -95,7 +114,9 @@ def fit(net, inputs, targets, loss_fn, phase: Training, seed: int, name: str,
         for index in batches:
             batch = inputs.index_select(0, index)  # a faster gather than inputs[index]
             target = None if targets is None else targets.index_select(0, index)
-            loss = loss_fn(net(batch), batch, target)
+            optimizer.lr = learning_rate(phase, step, total_steps)
+            step += 1
+            loss = loss_fn(net(corrupt(batch, phase.corruption, noise)), batch, target)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()

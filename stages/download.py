@@ -2,15 +2,12 @@
 source that serves them (download.source_dir, Debian, torchvision, offline packages)."""
 import logging
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from the repo root
-
-from sae import download, params, stage  # noqa: E402
+from sae import download, params, stage
 
 
 def main(argv=None):
-    args = stage.parse_args(__doc__, argv, "out")
+    args = stage.parse_args(__doc__, argv, "out", recipe=False)
     source_dir = params.load().download.source_dir
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
     source = download.fetch(args.dataset, args.out, source_dir=source_dir)

@@ -1,26 +1,25 @@
 """Stage 3: stack a 400-256 encoder and a 256-400 decoder layer on the trained layer-1
-autoencoder and train the whole 784-400-256-400-784 network, as the lecture does."""
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from the repo root
-
-from sae import params, stage  # noqa: E402
-from sae.model import load_checkpoint, save_checkpoint, stack  # noqa: E402
-from sae.train import TrainingDiverged, fit, load_data, reconstruction_loss, setup  # noqa: E402
+autoencoder and train the whole 784-400-256-400-784 network, as the lecture does.
+With stack_layer2.init = random the same network starts from fresh weights instead: the
+deep autoencoder trained end to end, the lecture's other way to stack."""
+from sae import params, stage
+from sae.model import StackedNet, load_checkpoint, save_checkpoint, stack
+from sae.train import TrainingDiverged, fit, load_data, reconstruction_loss, setup
 
 
 def main(argv=None):
     args = stage.parse_args(__doc__, argv, "data", "layer1", "model", "history")
     p = params.load()
-    phase = p.stack_layer2
+    phase = p.recipe(args.recipe).stack_layer2
     device = setup(p.common)
     images, _ = load_data(args.data, p.common, device, train=True)
     layer1 = load_checkpoint(args.layer1)
+    if phase.init == "random":
+        layer1 = StackedNet.from_config(layer1.config())
     net = stack(layer1, phase.layers[1], phase.encoder_activation, phase.decoder_activation)
     net = net.to(device, images.dtype)
     history = fit(net, images, None, reconstruction_loss, phase, p.common.seed,
-                  f"stack_layer2@{args.dataset}")
+                  f"stack_layer2@{args.recipe}-{args.dataset}")
     save_checkpoint(net, args.model)
     stage.write_history(args.history, history)
 

@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from sae.datasets import DATASETS
-from tests.conftest import dvc, run, stages_run, tiny_project
+from tests.conftest import dvc, recipe_stages, run, stages_run, tiny_project
 
 LRS = (0.05, 0.2)
 SEQUENTIAL = {0.05: "seq-lr005", 0.2: "seq-lr02"}  # names given with -n
@@ -33,11 +33,11 @@ def experiments(path):
 
 
 def lr_of(data):
-    return data["params"]["params.yaml"]["data"]["finetune_classifier"]["lr"]
+    return data["params"]["params.yaml"]["data"]["lecture"]["finetune_classifier"]["lr"]
 
 
 def flat(tree, prefix=""):
-    """{"metrics/mnist.json:test_nll": 2.26, ...} from exp show's nested metrics."""
+    """{"metrics/lecture/mnist.json:test_nll": 2.26, ...} from exp show's nested metrics."""
     if not isinstance(tree, dict):
         return {prefix: tree}
     return {key: value for name, sub in tree.items()
@@ -92,9 +92,9 @@ def project(tmp_path_factory, real_data):
 def sequential(project):
     """The two experiments run one after the other in the workspace, named with -n."""
     for lr, name in SEQUENTIAL.items():
-        output = dvc("exp", "run", "-n", name, "-S", f"finetune_classifier.lr={lr}", cwd=project)
-        assert stages_run(output) == {f"{stage}@{dataset}" for dataset in DATASETS
-                                      for stage in ("finetune_classifier", "evaluate")}
+        output = dvc("exp", "run", "-n", name, "-S", f"lecture.finetune_classifier.lr={lr}", cwd=project)
+        assert stages_run(output) == {"check_params"} | recipe_stages(
+            ("finetune_classifier", "evaluate"), recipes=["lecture"])
     return experiments(project)
 
 
@@ -120,7 +120,7 @@ def test_queued_grid_two_at_a_time_matches_sequential_runs(project, sequential):
     run(["git", "checkout", "--", "."], project)
     dvc("checkout", cwd=project)
     output = dvc("exp", "run", "--queue", "-S",
-                 "finetune_classifier.lr=" + ",".join(map(str, LRS)), cwd=project)
+                 "lecture.finetune_classifier.lr=" + ",".join(map(str, LRS)), cwd=project)
     assert output.count("Queued experiment") == len(LRS)
     assert "Started '2' new experiments task queue workers" in dvc(
         "queue", "start", "-j", "2", cwd=project)
@@ -134,7 +134,7 @@ def test_queued_grid_two_at_a_time_matches_sequential_runs(project, sequential):
         # really re-run in the temporary copy, not restored from DVC's run cache
         logs = dvc("queue", "logs", name, cwd=project)
         assert stages_run(logs) >= {
-            f"finetune_classifier@{dataset}" for dataset in DATASETS}, logs
+            f"finetune_classifier@lecture-{dataset}" for dataset in DATASETS}, logs
         twin = sequential[SEQUENTIAL[lr_of(data)]]
         assert data["outs"] == twin["outs"]  # every model, history, confusion and figure
         assert_same_metrics(data["metrics"], twin["metrics"])
@@ -161,16 +161,16 @@ def test_pushed_experiment_can_be_pulled_applied_and_checked_out_in_a_clone(
     dvc("exp", "apply", name, cwd=clone)
     dvc("checkout", cwd=clone)
     params = yaml.safe_load((clone / "params.yaml").read_text())
-    assert params["finetune_classifier"]["lr"] == 0.2
+    assert params["lecture"]["finetune_classifier"]["lr"] == 0.2
     for dataset in DATASETS:
         for model in ("layer1", "stacked", "classifier"):
-            out = f"models/{dataset}/{model}.pt"
+            out = f"models/lecture/{dataset}/{model}.pt"
             assert md5(clone / out) == locked_md5((clone / "dvc.lock").read_text(), out)
             assert md5(clone / out) == sequential[name]["outs"][out]["hash"]
-        metrics = f"metrics/{dataset}.json"
+        metrics = f"metrics/lecture/{dataset}.json"
         assert (clone / metrics).read_text() == run(
             ["git", "show", f"{sequential[name]['rev']}:{metrics}"], project)
     assert "up to date" in dvc("status", cwd=clone)
     baseline = run(["git", "show", "HEAD:dvc.lock"], clone)  # the baseline's lr 0.1
-    assert md5(clone / "models/mnist/classifier.pt") != locked_md5(
-        baseline, "models/mnist/classifier.pt")
+    assert md5(clone / "models/lecture/mnist/classifier.pt") != locked_md5(
+        baseline, "models/lecture/mnist/classifier.pt")

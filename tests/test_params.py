@@ -9,7 +9,7 @@ import yaml
 
 from sae import params
 from sae.params import ParamsError
-from tests.conftest import DEFAULT_PARAMS, ROOT, params_with, write_tiny_idx
+from tests.conftest import DEFAULT_PARAMS, ROOT, params_with, run_stage, write_tiny_idx
 
 
 def error_of(raw):
@@ -24,13 +24,15 @@ def error_of(raw):
 def test_default_params_file_parses_to_the_lecture_settings():
     p = params.load(ROOT / "params.yaml")
     assert p.datasets == ("mnist", "fashion_mnist")
-    assert p.pretrain_layer1.layers == (784, 400)
-    assert p.stack_layer2.layers == (400, 256)
-    assert p.finetune_classifier.layers == (256, 10)
-    assert (p.pretrain_layer1.encoder_activation, p.pretrain_layer1.decoder_activation) == \
+    lecture = p.recipe("lecture")
+    assert lecture.pretrain_layer1.layers == (784, 400)
+    assert lecture.stack_layer2.layers == (400, 256)
+    assert lecture.finetune_classifier.layers == (256, 10)
+    layer1 = lecture.pretrain_layer1
+    assert (layer1.encoder_activation, layer1.decoder_activation) == \
         ("tanh", "sigmoid")
-    for phase, lr in ((p.pretrain_layer1, 0.98), (p.stack_layer2, 0.98),
-                      (p.finetune_classifier, 0.1)):
+    for phase, lr in ((lecture.pretrain_layer1, 0.98), (lecture.stack_layer2, 0.98),
+                      (lecture.finetune_classifier, 0.1)):
         assert (phase.epochs, phase.batch_size, phase.optimizer, phase.lr, phase.momentum) == \
             (10, 1000, "sgd", lr, 0.0)
     assert p.common.precision in params.PRECISIONS
@@ -40,15 +42,17 @@ def test_default_params_file_parses_to_the_lecture_settings():
 def test_parse_accepts_other_valid_values():
     p = params.parse(params_with(**{
         "datasets": ["fashion_mnist"],
-        "pretrain_layer1.layers": [784, 300], "stack_layer2.layers": [300, 64],
-        "finetune_classifier.layers": [64, 10],
-        "stack_layer2.optimizer": "adam", "finetune_classifier.momentum": 0.9,
-        "pretrain_layer1.lr": 1, "common.precision": "float64", "common.device": "cpu",
+        "lecture.pretrain_layer1.layers": [784, 300], "lecture.stack_layer2.layers": [300, 64],
+        "lecture.finetune_classifier.layers": [64, 10],
+        "lecture.stack_layer2.optimizer": "adam", "lecture.finetune_classifier.momentum": 0.9,
+        "lecture.pretrain_layer1.lr": 1, "common.precision": "float64", "common.device": "cpu",
         "download.source_dir": "/some/folder"}))
     assert p.datasets == ("fashion_mnist",)
-    assert (p.pretrain_layer1.layers, p.stack_layer2.layers, p.finetune_classifier.layers) == \
+    lecture = p.recipe("lecture")
+    assert (lecture.pretrain_layer1.layers, lecture.stack_layer2.layers,
+            lecture.finetune_classifier.layers) == \
         ((784, 300), (300, 64), (64, 10))
-    assert p.stack_layer2.optimizer == "adam" and p.finetune_classifier.momentum == 0.9
+    assert lecture.stack_layer2.optimizer == "adam" and lecture.finetune_classifier.momentum == 0.9
     assert p.common.precision == "float64" and p.download.source_dir == "/some/folder"
 
 
@@ -56,41 +60,41 @@ def test_parse_accepts_other_valid_values():
 
 # (overrides, dotted key in the message, the bad value as it must appear, what is allowed)
 BAD_VALUES = [
-    ({"pretrain_layer1.epochs": "10"}, "pretrain_layer1.epochs", "'10'", "integer >= 1"),
-    ({"stack_layer2.batch_size": True}, "stack_layer2.batch_size", "True", "integer >= 1"),
-    ({"finetune_classifier.epochs": 10.0}, "finetune_classifier.epochs", "10.0",
+    ({"lecture.pretrain_layer1.epochs": "10"}, "lecture.pretrain_layer1.epochs", "'10'", "integer >= 1"),
+    ({"lecture.stack_layer2.batch_size": True}, "lecture.stack_layer2.batch_size", "True", "integer >= 1"),
+    ({"lecture.finetune_classifier.epochs": 10.0}, "lecture.finetune_classifier.epochs", "10.0",
      "integer >= 1"),
-    ({"finetune_classifier.lr": 0}, "finetune_classifier.lr", "= 0 ", "a number > 0 and <= 1e+06"),
-    ({"finetune_classifier.lr": -1}, "finetune_classifier.lr", "-1", "a number > 0 and <= 1e+06"),
-    ({"pretrain_layer1.lr": float("inf")}, "pretrain_layer1.lr", "inf", "a number > 0 and <= 1e+06"),
-    ({"pretrain_layer1.lr": float("nan")}, "pretrain_layer1.lr", "nan", "a number > 0 and <= 1e+06"),
-    ({"stack_layer2.epochs": 0}, "stack_layer2.epochs", "= 0 ", "integer >= 1"),
-    ({"pretrain_layer1.batch_size": 0}, "pretrain_layer1.batch_size", "= 0 ", "integer >= 1"),
+    ({"lecture.finetune_classifier.lr": 0}, "lecture.finetune_classifier.lr", "= 0 ", "a number > 0 and <= 1e+06"),
+    ({"lecture.finetune_classifier.lr": -1}, "lecture.finetune_classifier.lr", "-1", "a number > 0 and <= 1e+06"),
+    ({"lecture.pretrain_layer1.lr": float("inf")}, "lecture.pretrain_layer1.lr", "inf", "a number > 0 and <= 1e+06"),
+    ({"lecture.pretrain_layer1.lr": float("nan")}, "lecture.pretrain_layer1.lr", "nan", "a number > 0 and <= 1e+06"),
+    ({"lecture.stack_layer2.epochs": 0}, "lecture.stack_layer2.epochs", "= 0 ", "integer >= 1"),
+    ({"lecture.pretrain_layer1.batch_size": 0}, "lecture.pretrain_layer1.batch_size", "= 0 ", "integer >= 1"),
     ({"evaluate.batch_size": -5}, "evaluate.batch_size", "-5", "integer >= 1"),
-    ({"pretrain_layer1.encoder_activation": "softmax"}, "pretrain_layer1.encoder_activation",
+    ({"lecture.pretrain_layer1.encoder_activation": "softmax"}, "lecture.pretrain_layer1.encoder_activation",
      "'softmax'", "tanh, sigmoid, relu, identity"),
-    ({"stack_layer2.optimizer": "rmsprop"}, "stack_layer2.optimizer", "'rmsprop'",
+    ({"lecture.stack_layer2.optimizer": "rmsprop"}, "lecture.stack_layer2.optimizer", "'rmsprop'",
      "sgd, adam"),
     ({"common.precision": "float16"}, "common.precision", "'float16'", "float32, float64"),
     ({"common.device": "tpu"}, "common.device", "'tpu'", "auto, cpu, cuda"),
-    ({"finetune_classifier.momentum": 1}, "finetune_classifier.momentum", "= 1 ", "[0, 1)"),
-    ({"finetune_classifier.momentum": 1.5}, "finetune_classifier.momentum", "1.5", "[0, 1)"),
-    ({"pretrain_layer1.momentum": -0.1}, "pretrain_layer1.momentum", "-0.1", "[0, 1)"),
+    ({"lecture.finetune_classifier.momentum": 1}, "lecture.finetune_classifier.momentum", "= 1 ", "[0, 1)"),
+    ({"lecture.finetune_classifier.momentum": 1.5}, "lecture.finetune_classifier.momentum", "1.5", "[0, 1)"),
+    ({"lecture.pretrain_layer1.momentum": -0.1}, "lecture.pretrain_layer1.momentum", "-0.1", "[0, 1)"),
     ({"datasets": ["mnist", "cifar10"]}, "datasets", "'cifar10'", "mnist, fashion_mnist"),
     ({"datasets": ["mnist", "mnist"]}, "datasets", "['mnist', 'mnist']", "without repeats"),
     ({"datasets": []}, "datasets", "[]", "non-empty"),
     # a YAML slip such as "- [mnist, fashion_mnist]" must be a ParamsError, not a TypeError
     ({"datasets": [["mnist", "fashion_mnist"]]}, "datasets", "[['mnist', 'fashion_mnist']]",
      "mnist, fashion_mnist"),
-    ({"pretrain_layer1.layers": [784]}, "pretrain_layer1.layers", "[784]", "two integers"),
+    ({"lecture.pretrain_layer1.layers": [784]}, "lecture.pretrain_layer1.layers", "[784]", "two integers"),
     # layer sizes that do not chain 784 -> 400 -> 256 -> 10
-    ({"pretrain_layer1.layers": [784, 300]}, "stack_layer2.layers[0]", "400",
-     "300 (pretrain_layer1.layers[1])"),
-    ({"pretrain_layer1.layers": [700, 400]}, "pretrain_layer1.layers[0]", "700",
+    ({"lecture.pretrain_layer1.layers": [784, 300]}, "lecture.stack_layer2.layers[0]", "400",
+     "300 (lecture.pretrain_layer1.layers[1])"),
+    ({"lecture.pretrain_layer1.layers": [700, 400]}, "lecture.pretrain_layer1.layers[0]", "700",
      "784 (the image size)"),
-    ({"stack_layer2.layers": [400, 128]}, "finetune_classifier.layers[0]", "256",
-     "128 (stack_layer2.layers[1])"),
-    ({"finetune_classifier.layers": [256, 9]}, "finetune_classifier.layers[1]", "= 9 ",
+    ({"lecture.stack_layer2.layers": [400, 128]}, "lecture.finetune_classifier.layers[0]", "256",
+     "128 (lecture.stack_layer2.layers[1])"),
+    ({"lecture.finetune_classifier.layers": [256, 9]}, "lecture.finetune_classifier.layers[1]", "= 9 ",
      "10 (the number of classes)"),
 ]
 
@@ -107,30 +111,50 @@ def test_bad_value_names_key_value_and_what_is_allowed(overrides, key, shown, al
 def test_unknown_top_level_key_is_named_with_the_allowed_keys():
     message = error_of(params_with(**{"pretrain": {"lr": 0.1}}))
     assert "unknown key pretrain;" in message
-    for key in ("datasets", "common", "pretrain_layer1", "finetune_classifier", "evaluate"):
+    for key in ("datasets", "recipes", "common", "evaluate", "lecture", "tuned"):
         assert key in message
 
 
 def test_unknown_key_inside_a_section_is_named_dotted_with_the_allowed_keys():
-    message = error_of(params_with(**{"finetune_classifier.learning_rate": 0.1}))
-    assert "finetune_classifier.learning_rate" in message
+    message = error_of(params_with(**{"lecture.finetune_classifier.learning_rate": 0.1}))
+    assert "lecture.finetune_classifier.learning_rate" in message
     assert "lr" in message.split("learning_rate", 1)[1]
     assert "momentum" in message
 
 
-@pytest.mark.parametrize("section, key", [("finetune_classifier", "lr"), ("common", "seed"),
-                                          ("pretrain_layer1", "decoder_activation")])
+@pytest.mark.parametrize("section, key", [("lecture.finetune_classifier", "lr"),
+                                          ("common", "seed"),
+                                          ("tuned.pretrain_layer1", "decoder_activation")])
 def test_missing_key_is_named_dotted(section, key):
     raw = copy.deepcopy(DEFAULT_PARAMS)
-    del raw[section][key]
+    inner = raw
+    for name in section.split("."):
+        inner = inner[name]
+    del inner[key]
     message = error_of(raw)
     assert "missing" in message and f"{section}.{key}" in message
 
 
 def test_missing_section_is_named():
     raw = copy.deepcopy(DEFAULT_PARAMS)
-    del raw["stack_layer2"]
-    assert "stack_layer2" in error_of(raw)
+    del raw["tuned"]["stack_layer2"]
+    assert "tuned.stack_layer2" in error_of(raw)
+
+
+def test_recipe_named_in_recipes_needs_its_section():
+    message = error_of(params_with(**{"recipes": ["lecture", "tuned", "mine"]}))
+    assert "missing key mine" in message
+
+
+def test_unknown_recipe_is_refused_by_name():
+    with pytest.raises(ParamsError, match=r"'nope'"):
+        params.parse(copy.deepcopy(DEFAULT_PARAMS)).recipe("nope")
+
+
+@pytest.mark.parametrize("recipes", [[], "lecture", ["lecture", "lecture"],
+                                     ["lecture", "x; touch pwned"], ["common"]])
+def test_bad_recipes_list_is_refused(recipes):
+    assert "recipes = " in error_of(params_with(recipes=recipes))
 
 
 def test_section_that_is_not_a_mapping_is_refused():
@@ -143,8 +167,8 @@ def test_section_that_is_not_a_mapping_is_refused():
 
 def test_load_reads_a_file_and_rejects_infinite_lr_written_as_yaml(tmp_path):
     path = tmp_path / "params.yaml"
-    path.write_text(yaml.safe_dump(params_with(**{"finetune_classifier.lr": 0.5})))
-    assert params.load(path).finetune_classifier.lr == 0.5
+    path.write_text(yaml.safe_dump(params_with(**{"lecture.finetune_classifier.lr": 0.5})))
+    assert params.load(path).recipe("lecture").finetune_classifier.lr == 0.5
     path.write_text(path.read_text().replace("lr: 0.5", "lr: .inf"))
     with pytest.raises(ParamsError, match=r"finetune_classifier\.lr = inf"):
         params.load(path)
@@ -181,13 +205,12 @@ def test_missing_file_raises_params_error_naming_it(tmp_path):
 
 def test_stage_with_bad_lr_exits_1_with_one_line_and_writes_nothing(in_project, tmp_path):
     data = write_tiny_idx(tmp_path / "tiny")
-    project = in_project(**{"pretrain_layer1.lr": -1, "common.device": "cpu"})
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "stages/pretrain_layer1.py"), "--dataset", "mnist",
-         "--data", str(data), "--model", "m/layer1.pt", "--history", "h/l1.csv"],
-        cwd=project, capture_output=True, text=True, timeout=120)
+    project = in_project(**{"lecture.pretrain_layer1.lr": -1, "common.device": "cpu"})
+    result = run_stage("pretrain_layer1", "--recipe", "lecture", "--dataset", "mnist",
+                     "--data", data, "--model", "m/layer1.pt", "--history", "h/l1.csv",
+                     cwd=project)
     assert result.returncode == 1, result.stderr
     assert "Traceback" not in result.stderr
     [line] = result.stderr.strip().splitlines()
-    assert line.startswith("error: ") and "pretrain_layer1.lr = -1 " in line
+    assert line.startswith("error: ") and "lecture.pretrain_layer1.lr = -1 " in line
     assert not (project / "m").exists() and not (project / "h").exists()

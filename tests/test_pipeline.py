@@ -7,7 +7,7 @@ import pytest
 import yaml
 
 from sae.datasets import DATASETS
-from tests.conftest import all_stages, dvc, run, stages_run, tiny_project
+from tests.conftest import RECIPES, all_stages, dvc, recipe_stages, run, stages_run, tiny_project
 
 
 @pytest.fixture(scope="module")
@@ -21,17 +21,21 @@ def project(tmp_path_factory, real_data):
     return path, first_run
 
 
-def test_repro_runs_every_stage_for_both_datasets(project):
+def test_repro_runs_every_stage_for_both_recipes_and_datasets(project):
     path, first_run = project
     assert stages_run(first_run) == all_stages()
-    for dataset in DATASETS:
-        metrics = yaml.safe_load((path / "metrics" / f"{dataset}.json").read_text())
-        assert 0 <= metrics["test_accuracy"] <= 1
-        assert len(metrics["confusion_matrix"]) == 10
-        assert sum(map(sum, metrics["confusion_matrix"])) == 200
-        for name in ("training_curves", "reconstructions", "filters", "confusion_matrix",
-                     "per_class_accuracy", "misclassified"):
-            assert (path / "plots" / dataset / "figures" / f"{name}.png").stat().st_size > 0
+    for recipe in RECIPES:
+        for dataset in DATASETS:
+            metrics = yaml.safe_load((path / "metrics" / recipe / f"{dataset}.json").read_text())
+            assert 0 <= metrics["test_accuracy"] <= 1
+            assert set(metrics["reconstruction_mse"]) == {
+                "layer1", "pca_layer1", "stacked", "pca_stacked", "mean_image"}
+            plots = path / "plots" / recipe / dataset
+            assert len((plots / "confusion.csv").read_text().splitlines()) == 1 + 200
+            assert len((plots / "per_class.csv").read_text().splitlines()) == 1 + 10
+            for name in ("training_curves", "reconstructions", "filters", "confusion_matrix",
+                         "per_class_accuracy", "misclassified"):
+                assert (plots / "figures" / f"{name}.png").stat().st_size > 0
 
 
 def test_repro_after_repro_does_nothing(project):
@@ -49,8 +53,10 @@ def test_forced_rerun_writes_byte_identical_outputs(project):
     assert (path / "dvc.lock").read_text() == before
 
 
-def test_changing_the_classifier_lr_reruns_only_finetune_and_evaluate(project):
+def test_changing_the_classifier_lr_reruns_only_that_recipes_finetune_and_evaluate(project):
+    """check_params re-runs on any edit of params.yaml; its output does not change, so it
+    re-runs nothing downstream by itself."""
     path, _ = project
-    output = dvc("exp", "run", "-S", "finetune_classifier.lr=0.2", cwd=path)
-    assert stages_run(output) == {f"{stage}@{dataset}" for dataset in DATASETS
-                                  for stage in ("finetune_classifier", "evaluate")}
+    output = dvc("exp", "run", "-S", "lecture.finetune_classifier.lr=0.2", cwd=path)
+    assert stages_run(output) == {"check_params"} | recipe_stages(
+        ("finetune_classifier", "evaluate"), recipes=["lecture"])

@@ -50,7 +50,8 @@ def _cases():
     return {
         "training_curves": (plots.training_curves, (_histories(), "MNIST")),
         "reconstructions": (plots.reconstructions,
-                            (images, np.clip(images + 0.1, 0, 1), images ** 2, "MNIST")),
+                            ([("original", images), ("layer 1", np.clip(images + 0.1, 0, 1)),
+                              ("PCA-400", images ** 2)], "MNIST")),
         "filters": (plots.filters, (_filter_weights(), "MNIST")),
         "confusion_heatmap": (plots.confusion_heatmap, (_confusion(), FASHION, "Fashion-MNIST")),
         "per_class_accuracy": (plots.per_class_accuracy,
@@ -120,9 +121,9 @@ def test_different_inputs_give_different_bytes(tmp_path):
 
 BAD_INPUTS = {
     "reconstructions_wrong_width": lambda p: plots.reconstructions(
-        p, np.zeros((3, 100)), np.zeros((3, 100)), np.zeros((3, 100)), "MNIST"),
+        p, [("original", np.zeros((3, 100))), ("layer 1", np.zeros((3, 100)))], "MNIST"),
     "reconstructions_count_mismatch": lambda p: plots.reconstructions(
-        p, np.zeros((3, 784)), np.zeros((2, 784)), np.zeros((3, 784)), "MNIST"),
+        p, [("original", np.zeros((3, 784))), ("layer 1", np.zeros((2, 784)))], "MNIST"),
     "filters_wrong_width": lambda p: plots.filters(p, np.zeros((400, 100)), "MNIST"),
     "confusion_not_square": lambda p: plots.confusion_heatmap(
         p, np.zeros((10, 9), dtype=int), DIGITS, "MNIST"),

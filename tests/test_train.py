@@ -14,7 +14,7 @@ from sae.evaluation import classification_scores, confusion_matrix, per_class_ac
 from sae.model import autoencoder, classifier
 from sae.params import Training
 from sae.train import TrainingDiverged, classification_loss, fit, reconstruction_loss
-from tests.conftest import ROOT, write_tiny_idx
+from tests.conftest import run_stage, write_tiny_idx
 
 HIDDEN = 64  # a narrow code keeps the loop fast; fit does not care about the sizes
 
@@ -24,7 +24,7 @@ pytestmark = pytest.mark.usefixtures("float32_by_default")
 
 def phase(epochs=5, batch_size=10, lr=0.98, optimizer="sgd", momentum=0.0):
     return Training((784, HIDDEN), epochs, batch_size, optimizer, lr, momentum,
-                    "tanh", "sigmoid")
+                    encoder_activation="tanh", decoder_activation="sigmoid")
 
 
 def structured(n=200, seed=0, dtype=torch.float32):
@@ -148,13 +148,12 @@ def test_nan_in_the_inputs_raises_training_diverged_in_epoch_1():
 
 
 def run_pretrain_layer1(project, data):
-    return subprocess.run(
-        [sys.executable, str(ROOT / "stages/pretrain_layer1.py"), "--dataset", "mnist",
-         "--data", str(data), "--model", "m/layer1.pt", "--history", "h/l1.csv"],
-        cwd=project, capture_output=True, text=True, timeout=120)
+    return run_stage("pretrain_layer1", "--recipe", "lecture", "--dataset", "mnist",
+                     "--data", data, "--model", "m/layer1.pt", "--history", "h/l1.csv",
+                     cwd=project)
 
 
-SMALL = {"common.device": "cpu", "pretrain_layer1.epochs": 2, "pretrain_layer1.batch_size": 10}
+SMALL = {"common.device": "cpu", "lecture.pretrain_layer1.epochs": 2, "lecture.pretrain_layer1.batch_size": 10}
 
 
 def test_stage_writes_its_model_and_history_when_training_succeeds(in_project, tmp_path):
@@ -169,12 +168,12 @@ def test_stage_writes_its_model_and_history_when_training_succeeds(in_project, t
 
 def test_stage_that_diverges_exits_1_with_the_message_and_writes_nothing(in_project, tmp_path):
     data = write_tiny_idx(tmp_path / "tiny")
-    project = in_project(**{**SMALL, "pretrain_layer1.epochs": 10, "pretrain_layer1.lr": 1e6,
-                            "pretrain_layer1.decoder_activation": "identity"})
+    project = in_project(**{**SMALL, "lecture.pretrain_layer1.epochs": 10, "lecture.pretrain_layer1.lr": 1e6,
+                            "lecture.pretrain_layer1.decoder_activation": "identity"})
     result = run_pretrain_layer1(project, data)
     assert result.returncode == 1, result.stdout + result.stderr
     assert "Traceback" not in result.stderr
-    assert "pretrain_layer1@mnist: the training loss became nan in epoch" in result.stderr
+    assert "pretrain_layer1@lecture-mnist: the training loss became nan in epoch" in result.stderr
     assert "lower learning rate" in result.stderr
     assert not (project / "m").exists() and not (project / "h").exists()
 
@@ -182,7 +181,7 @@ def test_stage_that_diverges_exits_1_with_the_message_and_writes_nothing(in_proj
 def test_stage_with_an_lr_beyond_float32_exits_1_without_traceback(in_project, tmp_path):
     # params accept any finite lr > 0, but SGD cannot apply lr=1e39 to float32 weights
     data = write_tiny_idx(tmp_path / "tiny")
-    project = in_project(**{**SMALL, "pretrain_layer1.lr": 1e39})
+    project = in_project(**{**SMALL, "lecture.pretrain_layer1.lr": 1e39})
     result = run_pretrain_layer1(project, data)
     assert result.returncode == 1, result.stdout + result.stderr
     assert "Traceback" not in result.stderr, result.stderr

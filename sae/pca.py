@@ -1,0 +1,44 @@
+"""The linear reference point for an autoencoder: PCA fitted on the training images.
+
+PCA with k components is the best reconstruction any linear code of size k can give (in
+mean squared error), so an autoencoder with a code of that size should come close to it
+or beat it; the mean image (k = 0) is what a network that learned nothing predicts.
+"""
+import io
+
+import torch
+
+from sae.atomic import write_bytes
+
+
+def fit(images):
+    """{"mean": (784,), "components": (784, 784) eigenvectors of the covariance, columns in
+    order of decreasing variance}, computed in float64."""
+    x = images.double()
+    mean = x.mean(0)
+    centred = x - mean
+    _, vectors = torch.linalg.eigh(centred.T @ centred)  # eigenvalues in ascending order
+    return {"mean": mean, "components": vectors.flip(1).contiguous()}
+
+
+def reconstruct(pca, images, k):
+    """Each image projected onto the first k components, and back (k = 0: the mean image)."""
+    basis = pca["components"][:, :k].to(images.device, torch.float64)
+    centred = images.double() - pca["mean"].to(images.device)
+    return centred @ basis @ basis.T + pca["mean"].to(images.device)
+
+
+def mse(pca, images, k):
+    """Mean squared error of the k-component reconstruction, over pixels and images."""
+    return torch.mean((reconstruct(pca, images, k) - images.double()) ** 2).item()
+
+
+def save(fitted, path):
+    """Write the fitted PCA atomically, as plain tensors (loading runs no pickled code)."""
+    buffer = io.BytesIO()
+    torch.save(fitted, buffer)
+    write_bytes(path, buffer.getvalue())
+
+
+def load(path):
+    return torch.load(path, map_location="cpu", weights_only=True)
