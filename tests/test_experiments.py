@@ -8,6 +8,7 @@ shared through the remotes and pulled into a fresh clone.
 import hashlib
 import json
 import re
+import shutil
 import time
 
 import pytest
@@ -119,6 +120,9 @@ def test_queued_grid_two_at_a_time_matches_sequential_runs(project, sequential):
     # run left lr 0.2 and its results there, which the queued lr 0.2 would merely reuse.
     run(["git", "checkout", "--", "."], project)
     dvc("checkout", cwd=project)
+    # Without the run cache, the queue must really train again rather than restore the
+    # sequential runs' outputs: that is what this test compares.
+    shutil.rmtree(project / ".dvc" / "cache" / "runs")
     output = dvc("exp", "run", "--queue", "-S",
                  "lecture.finetune_classifier.lr=" + ",".join(map(str, LRS)), cwd=project)
     assert output.count("Queued experiment") == len(LRS)
