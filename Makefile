@@ -5,7 +5,7 @@ PYTHON := $(VENV)/bin/python
 # Stage commands in dvc.yaml call `python`: put the venv's first on PATH.
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: setup pipeline tuned ablation test benchmark
+.PHONY: setup pipeline tuned ablation test
 
 setup: $(VENV)/.installed
 
