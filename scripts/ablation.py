@@ -31,6 +31,7 @@ from sae import params
 from sae.atomic import write_text
 
 ARMS = ("greedy", "end_to_end", "no_pretraining", "linear_probe")
+LABELS = ("greedy", "end to end", "no\npretraining", "linear\nprobe")
 PREFIX = "abl"
 METRICS = {"test_accuracy": "test_accuracy", "test_nll": "test_nll",
            "mse_layer1": "reconstruction_mse.layer1", "mse_stacked": "reconstruction_mse.stacked",
@@ -128,10 +129,10 @@ def figure(table, path):
             ax.plot([x] * len(values), values, "o", alpha=0.7, color="tab:blue")
             if len(values):
                 ax.hlines(values.mean(), x - 0.3, x + 0.3, color="tab:red")
-        ax.set_xticks(range(len(ARMS)), [a.replace("_", "\n") for a in ARMS])
+        ax.set_xticks(range(len(ARMS)), LABELS)
         ax.set(title=f"{recipe}, {dataset}", ylabel="test accuracy (%)")
         ax.grid(alpha=0.3)
-    fig.suptitle("Pretraining ablation: every seed a dot, the mean a red line")
+    fig.suptitle("Pretraining ablation: test accuracy, every seed a dot, the mean a red line")
     save_png(fig, path)
 
 
