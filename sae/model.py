@@ -95,6 +95,9 @@ def save_checkpoint(net: StackedNet, path):
 def load_checkpoint(path) -> StackedNet:
     """Rebuild the network from the file alone (weights_only: no code is unpickled)."""
     saved = torch.load(path, map_location="cpu", weights_only=True)
-    net = StackedNet.from_config(saved["config"])
+    # Built on the meta device: no weights are drawn, so loading a checkpoint leaves the
+    # random stream as it was, and a later seeded init is the same as without the load.
+    with torch.device("meta"):
+        net = StackedNet.from_config(saved["config"])
     net.load_state_dict(saved["state"], assign=True)  # assign: keep the saved dtype exactly
     return net

@@ -239,6 +239,8 @@ def test_fused_mean_squared_error_matches_torch_value_and_gradient():
     ("momentum", lambda p: optim.SGD(p, 0.5, momentum=0.9),
      lambda p: torch.optim.SGD(p, 0.5, momentum=0.9)),
     ("adam", lambda p: optim.Adam(p, 0.01), lambda p: torch.optim.Adam(p, 0.01)),
+    ("adamw", lambda p: optim.Adam(p, 0.01, weight_decay=0.1),
+     lambda p: torch.optim.AdamW(p, 0.01, weight_decay=0.1)),
 ])
 def test_optimizers_match_torch_optim(name, ours, reference):
     """The written-out optimisers take exactly torch.optim's steps."""
