@@ -2,6 +2,10 @@
 the two surgeries of the lecture (stacking, classifier), and checkpoints that carry their
 own architecture so a later stage rebuilds the model from the file alone."""
 import io
+import pickle
+import re
+import zipfile
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -92,12 +96,149 @@ def save_checkpoint(net: StackedNet, path):
     write_bytes(path, buffer.getvalue())
 
 
+class CheckpointError(ValueError):
+    """A checkpoint file that this pipeline did not write, or one that does not fit params.yaml."""
+
+
+PHASES = ("pretrain_layer1", "stack_layer2", "finetune_classifier")
+FLOAT_DTYPES = (torch.float32, torch.float64)
+
+
 def load_checkpoint(path) -> StackedNet:
-    """Rebuild the network from the file alone (weights_only: no code is unpickled)."""
-    saved = torch.load(path, map_location="cpu", weights_only=True)
+    """Rebuild the network from the file alone (weights_only: no code is unpickled);
+    CheckpointError, naming the file, for anything save_checkpoint did not write."""
+    saved = _read_checkpoint(path)
+    problem = _contents_problem(saved)
+    if problem:
+        raise _not_ours(path, problem)
     # Built on the meta device: no weights are drawn, so loading a checkpoint leaves the
     # random stream as it was, and a later seeded init is the same as without the load.
     with torch.device("meta"):
         net = StackedNet.from_config(saved["config"])
     net.load_state_dict(saved["state"], assign=True)  # assign: keep the saved dtype exactly
     return net
+
+
+def _read_checkpoint(path):
+    """What torch.load finds in the file, or CheckpointError saying why it cannot."""
+    problem = _file_problem(Path(path))
+    if problem:
+        raise _not_ours(path, problem)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except (OSError, RuntimeError, EOFError, ValueError, pickle.UnpicklingError) as error:
+        raise _not_ours(path, _torch_reason(error)) from None
+
+
+def _file_problem(path: Path):
+    """Why the file cannot be a torch checkpoint at all, or None."""
+    try:
+        if path.is_dir():
+            return "a folder"
+        if path.stat().st_size == 0:
+            return "an empty file"
+        # torch.save writes a zip archive; anything else would go to torch's legacy unpickler.
+        if not zipfile.is_zipfile(path):
+            return "not a zip archive: truncated, or not written by torch.save"
+    except OSError as error:
+        return error.strerror or str(error)
+    return None
+
+
+def _torch_reason(error) -> str:
+    """torch.load's failure in a few words, without its advice to load unsafely."""
+    text = getattr(error, "strerror", None) or str(error)
+    refused = re.search(r"GLOBAL (\S+) was not an allowed global", text)
+    if refused:
+        return f"it holds pickled code or objects ({refused[1]}), which are never loaded"
+    found = re.search(r"WeightsUnpickler error: ([^\n]*?)(?: Please use|\n|$)", text)
+    return " ".join((found[1] if found else text.split(". ")[0]).split()) or type(error).__name__
+
+
+def _not_ours(path, problem) -> CheckpointError:
+    return CheckpointError(
+        f"{path} is not a checkpoint written by this pipeline ({problem}); expected a file "
+        f"of the stage that writes it (its config and float weights); restore it with "
+        f"`dvc checkout {path}` or re-create it with `dvc repro`")
+
+
+def _contents_problem(saved):
+    """Why `saved` is not {"config": ..., "state": ...} as save_checkpoint writes it, or None."""
+    if not isinstance(saved, dict) or set(saved) != {"config", "state"}:
+        what = f"keys {sorted(map(str, saved))}" if isinstance(saved, dict) else type(saved).__name__
+        return f"it holds {what}, not exactly 'config' and 'state' (a bare state_dict?)"
+    shapes = _config_shapes(saved["config"])
+    if isinstance(shapes, str):
+        return shapes
+    return _state_problem(saved["state"], shapes)
+
+
+def _config_shapes(config):
+    """{state key: shape} that a valid config implies, or a str saying what is wrong."""
+    parts = ("encoder", "head")
+    if (not isinstance(config, dict) or set(config) != set(parts)
+            or not all(isinstance(config[part], list) and config[part] for part in parts)):
+        return "its config is not {'encoder': [...], 'head': [...]}, both non-empty"
+    shapes, width = {}, None
+    for name, spec in ((f"{part}.{i}", spec) for part in parts
+                       for i, spec in enumerate(config[part])):
+        if not _is_spec(spec):
+            return f"its config {name} = {spec!r} is not [in, out, activation]"
+        n_in, n_out, _ = spec
+        if width is not None and n_in != width:
+            return f"its config {name} takes {n_in} inputs but the layer before gives {width}"
+        shapes[f"{name}.linear.weight"], shapes[f"{name}.linear.bias"] = (n_out, n_in), (n_out,)
+        width = n_out
+    return shapes
+
+
+def _is_spec(spec) -> bool:
+    return (isinstance(spec, list) and len(spec) == 3
+            and all(isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in spec[:2])
+            and spec[2] in ACTIVATION_FUNCTIONS)
+
+
+def _state_problem(state, shapes):
+    """Why the weights do not fit the config's shapes, or None."""
+    if not isinstance(state, dict) or set(state) != set(shapes):
+        keys = sorted(map(str, state)) if isinstance(state, dict) else type(state).__name__
+        return f"its weights {keys} are not the config's {sorted(shapes)}"
+    dtypes = {getattr(t, "dtype", None) for t in state.values()}
+    if len(dtypes) != 1 or dtypes.pop() not in FLOAT_DTYPES:
+        return "its weights are not all float32 or all float64 tensors"
+    for key, shape in shapes.items():
+        if tuple(state[key].shape) != shape:
+            return f"its weight {key} has shape {tuple(state[key].shape)}, its config says {shape}"
+        if not torch.isfinite(state[key]).all():
+            return f"its weight {key} holds NaN or infinite values"
+    return None
+
+
+def planned_config(p, phase) -> dict:
+    """The config of the network that params.yaml's phases up to `phase` build."""
+    a, b, c = p.pretrain_layer1, p.stack_layer2, p.finetune_classifier
+    # On the meta device: the same surgeries, no memory and no draws from the global RNG.
+    with torch.device("meta"):
+        net = autoencoder(*a.layers, a.encoder_activation, a.decoder_activation)
+        if phase != PHASES[0]:
+            net = stack(net, b.layers[1], b.encoder_activation, b.decoder_activation)
+        if phase == PHASES[2]:
+            net = classifier(net, c.layers[1])
+    return net.config()
+
+
+def check_architecture(net: StackedNet, path, p, phase):
+    """CheckpointError unless `net`, loaded from `path`, is what params `p` make `phase` write."""
+    planned = planned_config(p, phase)
+    if net.config() != planned:
+        sections = ", ".join(PHASES[:PHASES.index(phase) + 1])
+        raise CheckpointError(
+            f"{path} has layers {describe(net.config())} but params.yaml ({sections}) says "
+            f"{describe(planned)}; re-create it with `dvc repro`")
+
+
+def describe(config) -> str:
+    """A config as sizes and activations, e.g. '784-400-784 (tanh, sigmoid)'."""
+    blocks = config["encoder"] + config["head"]
+    sizes = "-".join(str(n) for n in [blocks[0][0], *(b[1] for b in blocks)])
+    return f"{sizes} ({', '.join(b[2] for b in blocks)})"

@@ -1,9 +1,16 @@
 """The network, the lecture's two surgeries (stack, classifier) and self-describing,
 pickle-free checkpoints."""
+import io
+import os
+import re
+
 import pytest
 import torch
 
-from sae.model import autoencoder, classifier, load_checkpoint, save_checkpoint, stack
+from sae import params
+from sae.model import (CheckpointError, autoencoder, check_architecture, classifier,
+                       load_checkpoint, save_checkpoint, stack)
+from tests.conftest import params_with
 
 BATCH = 5
 
@@ -139,7 +146,7 @@ def test_checkpoint_holding_pickled_code_is_refused_without_running_it(tmp_path)
     path = tmp_path / "evil.pt"
     net = layer1()
     torch.save({"config": net.config(), "state": net.state_dict(), "x": Payload(marker)}, path)
-    with pytest.raises(Exception):
+    with pytest.raises(CheckpointError, match=r"holds pickled code or objects \(exec\)"):
         load_checkpoint(path)
     assert not marker.exists()
 
@@ -148,7 +155,7 @@ def test_checkpoint_holding_a_custom_object_is_refused(tmp_path):
     path = tmp_path / "custom.pt"
     net = layer1()
     torch.save({"config": net.config(), "state": net.state_dict(), "extra": Opaque()}, path)
-    with pytest.raises(Exception, match="(?i)weights_only|unsupported|global"):
+    with pytest.raises(CheckpointError, match=r"pickled code or objects \(.*Opaque\)"):
         load_checkpoint(path)
 
 
@@ -159,3 +166,114 @@ def test_two_saves_of_the_same_network_are_byte_identical(tmp_path):
     save_checkpoint(net, tmp_path / "a.pt")  # overwriting leaves no temporary file behind
     assert (tmp_path / "a.pt").read_bytes() == (tmp_path / "b.pt").read_bytes()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.pt", "b.pt"]
+
+
+# ---------------------------------------------------------------- files this pipeline did not write
+
+
+def saved_bytes(obj):
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    return buffer.getvalue()
+
+
+def good():
+    net = layer1()
+    return {"config": net.config(), "state": dict(net.state_dict())}
+
+
+def edited(change):
+    saved = good()
+    change(saved)
+    return saved_bytes(saved)
+
+
+def good_bytes():
+    return saved_bytes(good())
+
+
+BAD_FILES = {
+    "random bytes": (lambda: os.urandom(4096), "not a zip archive"),
+    "empty": (lambda: b"", "an empty file"),
+    "truncated": (lambda: good_bytes()[:len(good_bytes()) // 2], "not a zip archive"),
+    "bare state_dict": (lambda: saved_bytes(layer1().state_dict()),
+                        "not exactly 'config' and 'state'"),
+    "a list": (lambda: saved_bytes([1, 2]), "it holds list"),
+    "config without head": (lambda: edited(lambda s: s["config"].pop("head")),
+                            "its config is not"),
+    "unknown activation": (lambda: edited(lambda s: s["config"]["head"][0].__setitem__(2, "exec")),
+                           r"its config head.0 = \[400, 784, 'exec'\] is not"),
+    "layers that do not chain": (
+        lambda: edited(lambda s: s["config"]["head"][0].__setitem__(0, 300)),
+        "its config head.0 takes 300 inputs but the layer before gives 400"),
+    "wrong shapes": (lambda: edited(lambda s: s["state"].__setitem__(
+        "encoder.0.linear.weight", torch.zeros(300, 784))),
+        r"encoder.0.linear.weight has shape \(300, 784\), its config says \(400, 784\)"),
+    "a weight missing": (lambda: edited(lambda s: s["state"].pop("head.0.linear.bias")),
+                         "its weights .* are not the config's"),
+    "integer weights": (lambda: edited(lambda s: s["state"].update(
+        {k: v.to(torch.int32) for k, v in s["state"].items()})), "not all float32 or all float64"),
+    "NaN weights": (lambda: edited(lambda s: s["state"]["head.0.linear.bias"].fill_(float("nan"))),
+                    "head.0.linear.bias holds NaN or infinite values"),
+}
+
+
+@pytest.mark.parametrize("kind", list(BAD_FILES))
+def test_a_file_this_pipeline_did_not_write_is_one_clear_error_naming_it(tmp_path, kind):
+    write, reason = BAD_FILES[kind]
+    path = tmp_path / "layer1.pt"
+    path.write_bytes(write())
+    with pytest.raises(CheckpointError) as info:
+        load_checkpoint(path)
+    message = str(info.value)
+    assert message.startswith(f"{path} is not a checkpoint written by this pipeline (")
+    assert re.search(reason, message), message
+    assert f"dvc checkout {path}" in message and "dvc repro" in message
+    assert "\n" not in message and "weights_only" not in message
+
+
+@pytest.mark.parametrize("make, reason", [(lambda p: None, "No such file or directory"),
+                                          (lambda p: p.mkdir(), "a folder")])
+def test_a_missing_checkpoint_or_a_folder_is_named(tmp_path, make, reason):
+    path = tmp_path / "layer1.pt"
+    make(path)
+    with pytest.raises(CheckpointError, match=f"^{re.escape(str(path))} .*\\({reason}\\)"):
+        load_checkpoint(path)
+
+
+# ---------------------------------------------------------------- checkpoints against params
+
+
+DEFAULTS = params.parse(params_with())
+
+
+def test_checkpoints_built_as_params_say_pass_the_architecture_check(tmp_path):
+    for phase, net in (("pretrain_layer1", layer1()), ("stack_layer2", stacked()),
+                       ("finetune_classifier", classifier(stacked(), 10))):
+        check_architecture(net, tmp_path / "net.pt", DEFAULTS, phase)
+
+
+def test_a_layer1_of_other_size_than_params_say_is_refused_naming_both():
+    net = autoencoder(784, 300, "tanh", "sigmoid")
+    with pytest.raises(CheckpointError) as info:
+        check_architecture(net, "models/mnist/layer1.pt", DEFAULTS, "pretrain_layer1")
+    assert str(info.value) == (
+        "models/mnist/layer1.pt has layers 784-300-784 (tanh, sigmoid) but params.yaml "
+        "(pretrain_layer1) says 784-400-784 (tanh, sigmoid); re-create it with `dvc repro`")
+
+
+def test_a_stacked_net_with_other_activations_than_params_say_is_refused():
+    p = params.parse(params_with(**{"stack_layer2.decoder_activation": "sigmoid"}))
+    with pytest.raises(CheckpointError, match="stack_layer2.* 784-400-256-400-784 "
+                                              r"\(tanh, tanh, sigmoid, sigmoid\)"):
+        check_architecture(stacked(), "stacked.pt", p, "stack_layer2")
+
+
+def test_the_architecture_check_leaves_the_global_rng_alone():
+    """Stages draw new layers' initial weights after the check: it must not move the RNG."""
+    net = classifier(stacked(), 10)
+    torch.manual_seed(0)
+    expected = torch.rand(3)
+    torch.manual_seed(0)
+    check_architecture(net, "x.pt", DEFAULTS, "finetune_classifier")
+    assert torch.equal(torch.rand(3), expected)
