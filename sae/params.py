@@ -112,6 +112,8 @@ _RECIPES = (lambda v: isinstance(v, list) and len(v) > 0 and len(set(map(str, v)
             and all(isinstance(r, str) and r.isidentifier() for r in v),
             "a non-empty list without repeats of recipe names (letters, digits, _), "
             "each with its own section of overrides")
+MAX_SEED = 2**64 - 1  # the largest seed torch.manual_seed takes
+_SEED = (lambda v: _integer(0)[0](v) and v <= MAX_SEED, f"an integer >= 0 and <= {MAX_SEED}")
 _FOLDER = (lambda v: v is None or (isinstance(v, str) and v != ""), "null or a folder path")
 
 _TRAINING = {"layers": _LAYERS, "epochs": _integer(1), "batch_size": _integer(1),
@@ -121,7 +123,7 @@ _AUTOENCODER = {**_TRAINING, "encoder_activation": _choice(ACTIVATIONS),
                 "decoder_activation": _choice(ACTIVATIONS), "corruption": _FRACTION}
 
 SHARED = {
-    "common": {"seed": _integer(0), "precision": _choice(PRECISIONS),
+    "common": {"seed": _SEED, "precision": _choice(PRECISIONS),
                "device": _choice(DEVICES), "train_limit": _integer(0),
                "test_limit": _integer(0)},
     "download": {"source_dir": _FOLDER},

@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 import yaml
 
 from sae import params
@@ -56,10 +57,19 @@ def test_parse_accepts_other_valid_values():
     assert p.common.precision == "float64" and p.download.source_dir == "/some/folder"
 
 
+def test_the_largest_seed_allowed_is_one_torch_takes():
+    seed = params.parse(params_with(**{"common.seed": params.MAX_SEED})).common.seed
+    torch.manual_seed(seed)
+    torch.Generator().manual_seed(seed)  # the training loop's batch order
+
+
 # ---------------------------------------------------------------- bad values
 
 # (overrides, dotted key in the message, the bad value as it must appear, what is allowed)
 BAD_VALUES = [
+    ({"common.seed": 2**64}, "common.seed", "18446744073709551616",
+     "an integer >= 0 and <= 18446744073709551615"),
+    ({"common.seed": -1}, "common.seed", "-1", "an integer >= 0"),
     ({"lecture.pretrain_layer1.epochs": "10"}, "lecture.pretrain_layer1.epochs", "'10'", "integer >= 1"),
     ({"lecture.stack_layer2.batch_size": True}, "lecture.stack_layer2.batch_size", "True", "integer >= 1"),
     ({"lecture.finetune_classifier.epochs": 10.0}, "lecture.finetune_classifier.epochs", "10.0",
