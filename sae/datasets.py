@@ -1,7 +1,9 @@
 """The two datasets: their canonical IDX files, checksums, class names, and loading."""
 import gzip
 import hashlib
+import math
 import struct
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,11 +17,14 @@ IDX_UBYTE = 0x08  # IDX element type code for unsigned bytes
 
 @dataclass(frozen=True)
 class IdxFile:
-    """One canonical uncompressed IDX file and the checksums it must have."""
+    """One canonical uncompressed IDX file, its size and SHA-256."""
     name: str
     size: int
-    md5: str
     sha256: str
+
+
+class DataError(ValueError):
+    """A data folder or IDX file that is not what the stage was told it is."""
 
 
 @dataclass(frozen=True)
@@ -30,28 +35,24 @@ class DatasetInfo:
     class_names: tuple
 
 
-def _files(md5s, sha256s):
+def _files(sha256s):
     names = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
              "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
     sizes = (47040016, 60008, 7840016, 10008)
-    return tuple(IdxFile(n, s, m, h) for n, s, m, h in zip(names, sizes, md5s, sha256s))
+    return tuple(IdxFile(n, s, h) for n, s, h in zip(names, sizes, sha256s))
 
 
 DATASETS = {
     "mnist": DatasetInfo(
         "mnist", "MNIST",
-        _files(("6bbc9ace898e44ae57da46a324031adb", "a25bea736e30d166cdddb491f175f624",
-                "2646ac647ad5339dbf082846283269ea", "27ae3e4e09519cfbb04c329615203637"),
-               ("ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
+        _files(("ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
                 "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
                 "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
                 "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2")),
         tuple(str(d) for d in range(10))),
     "fashion_mnist": DatasetInfo(
         "fashion_mnist", "Fashion-MNIST",
-        _files(("f4a8712d7a061bf5bd6d2ca38dc4d50a", "9018921c3c673c538a1fc5bad174d6f9",
-                "8181f5470baa50b63fa0f6fddb340f0a", "15d484375f8d13e6eb1aabb0c3f46965"),
-               ("c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
+        _files(("c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
                 "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
                 "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
                 "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34")),
@@ -65,9 +66,14 @@ def sha256_of(data: bytes) -> str:
 
 
 def read_maybe_gzipped(path: Path) -> bytes:
-    """Bytes of an IDX file, gunzipped when it is stored as .gz."""
+    """Bytes of an IDX file, gunzipped when it is stored as .gz; DataError naming a bad .gz."""
     data = Path(path).read_bytes()
-    return gzip.decompress(data) if data[:2] == b"\x1f\x8b" else data
+    if data[:2] != b"\x1f\x8b":
+        return data
+    try:
+        return gzip.decompress(data)
+    except (OSError, EOFError, zlib.error) as error:  # BadGzipFile is an OSError
+        raise DataError(f"{path}: not a valid gzip file ({error})") from None
 
 
 def encode_idx(array: np.ndarray) -> bytes:
@@ -83,18 +89,63 @@ def decode_idx(data: bytes) -> np.ndarray:
     if len(data) < 4 or data[:2] != b"\0\0" or data[2] != IDX_UBYTE:
         raise ValueError("not an unsigned-byte IDX file (bad magic number)")
     ndim = data[3]
-    shape = struct.unpack_from(f">{ndim}I", data, 4)
     offset = 4 + 4 * ndim
-    if len(data) - offset != int(np.prod(shape)):
+    if len(data) < offset:
+        raise ValueError(f"IDX header promises {ndim} dimensions but the file ends within them")
+    shape = struct.unpack_from(f">{ndim}I", data, 4)
+    if len(data) - offset != math.prod(shape):  # Python ints: no overflow on hostile shapes
         raise ValueError(f"IDX header promises shape {shape} but holds {len(data) - offset} bytes")
     return np.frombuffer(data, dtype=np.uint8, offset=offset).reshape(shape)
+
+
+def read_idx(path) -> np.ndarray:
+    """The uint8 array of an IDX file; DataError naming the file when it is not one."""
+    try:
+        return decode_idx(Path(path).read_bytes())
+    except ValueError as error:
+        raise DataError(f"{path}: {error}") from None
+
+
+def verify_data_dir(folder, dataset):
+    """DataError unless `folder` holds the four files of `dataset`, by size and SHA-256.
+    Hashing the 55 MB takes about 0.07 s (measured on a 2-core x86-64), little to any stage."""
+    folder, info = Path(folder), DATASETS[dataset]
+    if not folder.is_dir():
+        what = "is not a folder" if folder.exists() else "does not exist"
+        raise DataError(f"{folder} {what}; expected a folder with the four {info.title} IDX "
+                        f"files ({', '.join(f.name for f in info.files)}), e.g. data/{dataset} "
+                        f"as `dvc repro` writes it")
+    for ref in info.files:
+        problem = _file_problem(folder / ref.name, ref)
+        if problem:
+            raise DataError(f"{folder} does not hold {info.title} (dataset {dataset}): {problem}; "
+                            f"re-create it with `dvc repro`, or give the folder of {info.title}")
+
+
+def _file_problem(path: Path, ref: IdxFile):
+    """What is wrong with one file of a data folder, or None when it is the reference file."""
+    if not path.is_file():
+        return f"no file {ref.name}"
+    size = path.stat().st_size
+    if size != ref.size:  # neither dataset's file then: no need to hash
+        return f"{ref.name} has {size} bytes, expected {ref.size}"
+    found = sha256_of(path.read_bytes())
+    if found == ref.sha256:
+        return None
+    known = [info.title for info in DATASETS.values() if found in {f.sha256 for f in info.files}]
+    if known:
+        return f"its {ref.name} is the {known[0]} one"
+    return f"{ref.name} has SHA-256 {found}, expected {ref.sha256}"
 
 
 def load_split(data_dir, train: bool, limit: int = 0):
     """(images as float in [0, 1] of shape (N, 784), int64 labels), the first `limit` if > 0."""
     prefix = "train" if train else "t10k"
-    images = decode_idx(Path(data_dir, f"{prefix}-images-idx3-ubyte").read_bytes())
-    labels = decode_idx(Path(data_dir, f"{prefix}-labels-idx1-ubyte").read_bytes())
+    images = read_idx(Path(data_dir, f"{prefix}-images-idx3-ubyte"))
+    labels = read_idx(Path(data_dir, f"{prefix}-labels-idx1-ubyte"))
+    if images.shape[1:] != (IMAGE_SIDE, IMAGE_SIDE) or labels.shape != images.shape[:1]:
+        raise DataError(f"{data_dir}: {prefix} images of shape {images.shape} and labels of "
+                        f"shape {labels.shape}; expected (N, {IMAGE_SIDE}, {IMAGE_SIDE}) and (N,)")
     if limit:
         images, labels = images[:limit], labels[:limit]
     # ToTensor's scaling: uint8 / 255.

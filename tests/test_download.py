@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from sae import download
-from sae.datasets import IdxFile, decode_idx, encode_idx, sha256_of
+from sae.datasets import DATASETS, IdxFile, decode_idx, encode_idx, sha256_of
 from tests.conftest import load_stage
 
 NAMES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
@@ -27,7 +27,7 @@ def right():
 
 @pytest.fixture
 def expected(right):
-    return tuple(IdxFile(n, len(d), "unused-md5", sha256_of(d)) for n, d in right.items())
+    return tuple(IdxFile(n, len(d), sha256_of(d)) for n, d in right.items())
 
 
 def fake(name, files=None, calls=None):
@@ -63,7 +63,7 @@ def test_folder_with_gzipped_files_serves(tmp_path, right, expected):
     for name, data in right.items():
         (src / f"{name}.gz").write_bytes(gzip.compress(data))
     out = tmp_path / "out"
-    source = download.folder_source(src, NAMES)
+    source = download.folder_source(src, expected)
     assert download.fetch("mnist", out, sources=[source], expected=expected) == f"folder {src}"
     assert read_dir(out) == right
 
@@ -73,7 +73,7 @@ def test_folder_in_torchvision_layout_serves(tmp_path, right, expected):
     raw.mkdir(parents=True)
     for name, data in right.items():
         (raw / name).write_bytes(data)
-    sources = [download.folder_source(tmp_path / "src", NAMES, ("FashionMNIST/raw",))]
+    sources = [download.folder_source(tmp_path / "src", expected, ("FashionMNIST/raw",))]
     download.fetch("fashion_mnist", tmp_path / "out", sources=sources, expected=expected)
     assert read_dir(tmp_path / "out") == right
 
@@ -86,8 +86,8 @@ def test_folder_with_truncated_file_names_it_and_both_hashes(tmp_path, right, ex
     truncated = right[NAMES[2]][:100]
     (src / NAMES[2]).write_bytes(truncated)
     with pytest.raises(download.DownloadError) as info:
-        download.fetch("mnist", tmp_path / "out", sources=[download.folder_source(src, NAMES)],
-                       expected=expected)
+        download.fetch("mnist", tmp_path / "out",
+                       sources=[download.folder_source(src, expected)], expected=expected)
     message = str(info.value)
     assert f"folder {src}: {NAMES[2]}" in message
     assert expected[2].sha256 in message and sha256_of(truncated) in message
@@ -99,8 +99,8 @@ def test_folder_missing_file_is_named(tmp_path, right, expected):
     src.mkdir()
     (src / NAMES[0]).write_bytes(right[NAMES[0]])
     with pytest.raises(download.DownloadError, match=NAMES[3]):
-        download.fetch("mnist", tmp_path / "out", sources=[download.folder_source(src, NAMES)],
-                       expected=expected)
+        download.fetch("mnist", tmp_path / "out",
+                       sources=[download.folder_source(src, expected)], expected=expected)
 
 
 def test_verify_names_a_missing_file(right, expected):
@@ -219,7 +219,7 @@ def test_stage_script_error_path(tmp_path, monkeypatch, in_project):
     in_project(**{"download.source_dir": str(src)})
     # Only the folder source, plus a fake that stands for the real (networked) ones.
     monkeypatch.setattr(download, "default_sources", lambda dataset, source_dir: [
-        download.folder_source(source_dir, NAMES), fake("offline stand-in")])
+        download.folder_source(source_dir, DATASETS["mnist"].files), fake("offline stand-in")])
     out = tmp_path / "data" / "mnist"
     with pytest.raises(download.DownloadError) as failure:
         load_stage("download").main(["--dataset", "mnist", "--out", str(out)])
@@ -242,3 +242,71 @@ def test_stage_script_success_path(tmp_path, monkeypatch, capsys, right, expecte
     load_stage("download").main(["--dataset", "fashion_mnist", "--out", str(out)])
     assert "fake ok" in capsys.readouterr().out
     assert read_dir(out) == right
+
+
+# ---------------------------------------------------------------- hostile sources
+
+
+def write_files(folder, files, gz=False):
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, data in files.items():
+        (folder / (f"{name}.gz" if gz else name)).write_bytes(gzip.compress(data) if gz else data)
+
+
+def test_failure_is_one_line_naming_every_source(tmp_path, expected):
+    with pytest.raises(download.DownloadError) as info:
+        download.fetch("mnist", tmp_path / "out", sources=[fake("A"), fake("B")],
+                       expected=expected)
+    assert "\n" not in str(info.value)
+    assert "(tried A: A cannot serve; B: B cannot serve)" in str(info.value)
+
+
+@pytest.mark.parametrize("damage, reason", [
+    (lambda gz: gz[:-8] + bytes(8), "CRC check failed"),  # trailer: CRC-32 and size zeroed
+    (lambda gz: gz[:len(gz) // 2], "end-of-stream marker"),  # truncated
+    (lambda gz: gz[:10] + bytes(len(gz) - 10), "invalid"),  # compressed data zeroed
+])
+def test_corrupt_gz_is_named_with_the_checksum_it_should_have(tmp_path, right, expected,
+                                                             damage, reason):
+    src = tmp_path / "src"
+    write_files(src, right, gz=True)
+    bad = src / f"{NAMES[0]}.gz"
+    bad.write_bytes(damage(bad.read_bytes()))
+    with pytest.raises(download.DownloadError) as info:
+        download.fetch("mnist", tmp_path / "out",
+                       sources=[download.folder_source(src, expected)], expected=expected)
+    message = str(info.value)
+    assert f"{bad}: not a valid gzip file (" in message and reason in message
+    assert (f"expected the uncompressed file to have SHA-256 {expected[0].sha256} and "
+            f"{expected[0].size} bytes") in message
+
+
+def test_source_dir_with_a_tilde_is_the_home_folder(tmp_path, monkeypatch, right, expected):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    write_files(tmp_path / "mine" / "mnist", right, gz=True)
+    source = download.default_sources("mnist", "~/mine")[0]
+    assert source.name == f"folder {tmp_path / 'mine'}"
+    download.fetch("mnist", tmp_path / "out", sources=[source], expected=expected)
+    assert read_dir(tmp_path / "out") == right
+
+
+def test_source_folder_that_is_the_output_folder_is_read_before_it_is_replaced(
+        tmp_path, right, expected):
+    """The README's layout: the user's own .gz files in data/mnist, source_dir: data."""
+    out = tmp_path / "data" / "mnist"
+    write_files(out, right, gz=True)
+    source = download.folder_source(tmp_path / "data", expected, ("mnist",))
+    download.fetch("mnist", out, sources=[source], expected=expected)
+    assert read_dir(out) == right
+    assert sorted(p.name for p in out.parent.iterdir()) == ["mnist"]  # no temporaries left
+
+
+def test_source_folder_that_is_the_output_folder_is_kept_when_a_file_is_bad(
+        tmp_path, right, expected):
+    out = tmp_path / "data" / "mnist"
+    write_files(out, dict(right, **{NAMES[3]: b"not idx"}), gz=True)
+    before = read_dir(out)
+    source = download.folder_source(tmp_path / "data", expected, ("mnist",))
+    with pytest.raises(download.DownloadError, match=NAMES[3]):
+        download.fetch("mnist", out, sources=[source], expected=expected)
+    assert read_dir(out) == before

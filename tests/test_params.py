@@ -10,7 +10,7 @@ import yaml
 
 from sae import params
 from sae.params import ParamsError
-from tests.conftest import DEFAULT_PARAMS, ROOT, params_with, run_stage, write_tiny_idx
+from tests.conftest import DEFAULT_PARAMS, ROOT, params_with, run_stage
 
 
 def error_of(raw):
@@ -213,8 +213,8 @@ def test_missing_file_raises_params_error_naming_it(tmp_path):
 # ---------------------------------------------------------------- a stage stops first
 
 
-def test_stage_with_bad_lr_exits_1_with_one_line_and_writes_nothing(in_project, tmp_path):
-    data = write_tiny_idx(tmp_path / "tiny")
+def test_stage_with_bad_lr_exits_1_with_one_line_and_writes_nothing(in_project, real_data):
+    data = real_data / "mnist"
     project = in_project(**{"lecture.pretrain_layer1.lr": -1, "common.device": "cpu"})
     result = run_stage("pretrain_layer1", "--recipe", "lecture", "--dataset", "mnist",
                      "--data", data, "--model", "m/layer1.pt", "--history", "h/l1.csv",

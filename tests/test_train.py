@@ -14,7 +14,7 @@ from sae.evaluation import classification_scores, confusion_matrix, per_class_ac
 from sae.model import autoencoder, classifier
 from sae.params import Training
 from sae.train import TrainingDiverged, classification_loss, fit, reconstruction_loss
-from tests.conftest import run_stage, write_tiny_idx
+from tests.conftest import run_stage
 
 HIDDEN = 64  # a narrow code keeps the loop fast; fit does not care about the sizes
 
@@ -153,11 +153,14 @@ def run_pretrain_layer1(project, data):
                      cwd=project)
 
 
-SMALL = {"common.device": "cpu", "lecture.pretrain_layer1.epochs": 2, "lecture.pretrain_layer1.batch_size": 10}
+# Stages check that --data holds the dataset --dataset names, so they train on the real
+# files, limited to a few images.
+SMALL = {"common.device": "cpu", "common.train_limit": 40, "common.test_limit": 20,
+         "lecture.pretrain_layer1.epochs": 2, "lecture.pretrain_layer1.batch_size": 10}
 
 
-def test_stage_writes_its_model_and_history_when_training_succeeds(in_project, tmp_path):
-    data = write_tiny_idx(tmp_path / "tiny")
+def test_stage_writes_its_model_and_history_when_training_succeeds(in_project, real_data):
+    data = real_data / "mnist"
     project = in_project(**SMALL)
     result = run_pretrain_layer1(project, data)
     assert result.returncode == 0, result.stderr
@@ -166,8 +169,8 @@ def test_stage_writes_its_model_and_history_when_training_succeeds(in_project, t
     assert lines[0] == "epoch,train_loss" and len(lines) == 3
 
 
-def test_stage_that_diverges_exits_1_with_the_message_and_writes_nothing(in_project, tmp_path):
-    data = write_tiny_idx(tmp_path / "tiny")
+def test_stage_that_diverges_exits_1_with_the_message_and_writes_nothing(in_project, real_data):
+    data = real_data / "mnist"
     project = in_project(**{**SMALL, "lecture.pretrain_layer1.epochs": 10, "lecture.pretrain_layer1.lr": 1e6,
                             "lecture.pretrain_layer1.decoder_activation": "identity"})
     result = run_pretrain_layer1(project, data)
@@ -178,9 +181,9 @@ def test_stage_that_diverges_exits_1_with_the_message_and_writes_nothing(in_proj
     assert not (project / "m").exists() and not (project / "h").exists()
 
 
-def test_stage_with_an_lr_beyond_float32_exits_1_without_traceback(in_project, tmp_path):
+def test_stage_with_an_lr_beyond_float32_exits_1_without_traceback(in_project, real_data):
     # params accept any finite lr > 0, but SGD cannot apply lr=1e39 to float32 weights
-    data = write_tiny_idx(tmp_path / "tiny")
+    data = real_data / "mnist"
     project = in_project(**{**SMALL, "lecture.pretrain_layer1.lr": 1e39})
     result = run_pretrain_layer1(project, data)
     assert result.returncode == 1, result.stdout + result.stderr
