@@ -1,11 +1,12 @@
 # The two commands of the README:  make pipeline  and  make test.
+# After make pipeline (or make tuned), make verify compares the metrics with the committed ones.
 VENV ?= .venv
 SYSTEM_PYTHON := $(shell command -v python3)
 PYTHON := $(VENV)/bin/python
 # Stage commands in dvc.yaml call `python`: put the venv's first on PATH.
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: setup pipeline tuned ablation test
+.PHONY: setup pipeline tuned ablation verify test
 
 setup: $(VENV)/.installed
 
@@ -27,6 +28,10 @@ tuned: setup
 # The pretraining ablation: 4 arms x every recipe, dataset and seed, as queued experiments.
 ablation: setup
 	$(PYTHON) -m scripts.ablation
+
+# Workspace metrics against the committed ones, for the stages re-run here.
+verify: setup
+	$(PYTHON) -m scripts.verify
 
 test: setup
 	$(PYTHON) -m pytest -q
