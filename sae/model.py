@@ -164,9 +164,11 @@ def _not_ours(path, problem) -> CheckpointError:
 
 def _contents_problem(saved):
     """Why `saved` is not {"config": ..., "state": ...} as save_checkpoint writes it, or None."""
-    if not isinstance(saved, dict) or set(saved) != {"config", "state"}:
-        what = f"keys {sorted(map(str, saved))}" if isinstance(saved, dict) else type(saved).__name__
-        return f"it holds {what}, not exactly 'config' and 'state' (a bare state_dict?)"
+    if not isinstance(saved, dict):
+        return f"it holds a {type(saved).__name__}, not a dict of 'config' and 'state'"
+    if set(saved) != {"config", "state"}:
+        return (f"it holds keys {_keys(saved)}, not exactly 'config' and 'state' "
+                "(a bare state_dict?)")
     shapes = _config_shapes(saved["config"])
     if isinstance(shapes, str):
         return shapes
@@ -200,11 +202,13 @@ def _is_spec(spec) -> bool:
 
 def _state_problem(state, shapes):
     """Why the weights do not fit the config's shapes, or None."""
-    if not isinstance(state, dict) or set(state) != set(shapes):
-        keys = sorted(map(str, state)) if isinstance(state, dict) else type(state).__name__
-        return f"its weights {keys} are not the config's {sorted(shapes)}"
-    dtypes = {getattr(t, "dtype", None) for t in state.values()}
-    if len(dtypes) != 1 or dtypes.pop() not in FLOAT_DTYPES:
+    if not isinstance(state, dict):
+        return f"its weights are a {type(state).__name__}, not a dict of tensors"
+    if set(state) != set(shapes):
+        return f"its weights {_keys(state)} are not its config's {_keys(shapes)}"
+    tensors = all(isinstance(t, torch.Tensor) for t in state.values())
+    dtypes = {t.dtype for t in state.values()} if tensors else set()
+    if len(dtypes) != 1 or not dtypes <= set(FLOAT_DTYPES):
         return "its weights are not all float32 or all float64 tensors"
     for key, shape in shapes.items():
         if tuple(state[key].shape) != shape:
@@ -212,6 +216,12 @@ def _state_problem(state, shapes):
         if not torch.isfinite(state[key]).all():
             return f"its weight {key} holds NaN or infinite values"
     return None
+
+
+def _keys(mapping) -> str:
+    """A mapping's keys, sorted, at most four shown."""
+    keys = sorted(map(str, mapping))
+    return "[" + ", ".join(keys[:4]) + (", ...]" if len(keys) > 4 else "]")
 
 
 def planned_config(p, phase) -> dict:

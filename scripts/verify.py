@@ -79,7 +79,9 @@ def rows(diff):
 
 
 def _show(value):
-    return "missing" if value is None else f"{value:.6g}" if isinstance(value, float) else str(value)
+    if value is None:
+        return "missing"
+    return f"{value:.6g}" if isinstance(value, float) else str(value)
 
 
 def table(lines):

@@ -10,18 +10,18 @@ import pytest
 from sae.atomic import TEMP_SUFFIX, atomic_dir, remove_stale, write_json
 from tests.conftest import ROOT, dvc, run
 
+KILL = "    os.kill(os.getpid(), signal.SIGKILL)\n"
 KILLED = {
     "file": "from sae.atomic import atomic_path as write\n"
-            "with write(target) as tmp:\n    tmp.write_bytes(b'half')\n",
+            "with write(target) as tmp:\n    tmp.write_bytes(b'half')\n" + KILL,
     "folder": "from sae.atomic import atomic_dir as write\n"
-              "with write(target) as tmp:\n    (tmp / 'a.png').write_bytes(b'half')\n",
+              "with write(target) as tmp:\n    (tmp / 'a.png').write_bytes(b'half')\n" + KILL,
 }
 
 
 def killed_write(target, kind):
     """Start a write of `target` in another process and kill -9 it inside the block."""
-    code = (f"import os, signal\ntarget = {str(target)!r}\n"
-            + KILLED[kind].replace("b'half')\n", "b'half')\n    os.kill(os.getpid(), signal.SIGKILL)\n"))
+    code = f"import os, signal\ntarget = {str(target)!r}\n" + KILLED[kind]
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT)  # cwd: this checkout's sae
     assert done.returncode == -9
 

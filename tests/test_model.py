@@ -197,8 +197,13 @@ BAD_FILES = {
     "empty": (lambda: b"", "an empty file"),
     "truncated": (lambda: good_bytes()[:len(good_bytes()) // 2], "not a zip archive"),
     "bare state_dict": (lambda: saved_bytes(layer1().state_dict()),
-                        "not exactly 'config' and 'state'"),
-    "a list": (lambda: saved_bytes([1, 2]), "it holds list"),
+                        r"it holds keys \[encoder.0.linear.bias, encoder.0.linear.weight, "
+                        r"head.0.linear.bias, head.0.linear.weight\], not exactly 'config' and "
+                        r"'state' \(a bare state_dict\?\)"),
+    "a list": (lambda: saved_bytes([1, 2]), "it holds a list, not a dict of 'config' and 'state'"),
+    "mixed dtypes": (lambda: edited(lambda s: s["state"].__setitem__(
+        "head.0.linear.bias", s["state"]["head.0.linear.bias"].double())),
+        "not all float32 or all float64"),
     "config without head": (lambda: edited(lambda s: s["config"].pop("head")),
                             "its config is not"),
     "unknown activation": (lambda: edited(lambda s: s["config"]["head"][0].__setitem__(2, "exec")),
@@ -210,7 +215,7 @@ BAD_FILES = {
         "encoder.0.linear.weight", torch.zeros(300, 784))),
         r"encoder.0.linear.weight has shape \(300, 784\), its config says \(400, 784\)"),
     "a weight missing": (lambda: edited(lambda s: s["state"].pop("head.0.linear.bias")),
-                         "its weights .* are not the config's"),
+                         r"its weights \[encoder.0.linear.bias, .*\] are not its config.s"),
     "integer weights": (lambda: edited(lambda s: s["state"].update(
         {k: v.to(torch.int32) for k, v in s["state"].items()})), "not all float32 or all float64"),
     "NaN weights": (lambda: edited(lambda s: s["state"]["head.0.linear.bias"].fill_(float("nan"))),
