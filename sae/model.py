@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from sae.atomic import write_bytes
+from sae.params import PHASES
 
 # torch.tanh etc. rather than nn.Tanh(): one name, one function, nothing to configure.
 ACTIVATION_FUNCTIONS = {
@@ -100,7 +101,6 @@ class CheckpointError(ValueError):
     """A checkpoint file that this pipeline did not write, or one that does not fit params.yaml."""
 
 
-PHASES = ("pretrain_layer1", "stack_layer2", "finetune_classifier")
 FLOAT_DTYPES = (torch.float32, torch.float64)
 
 
@@ -224,9 +224,9 @@ def _keys(mapping) -> str:
     return "[" + ", ".join(keys[:4]) + (", ...]" if len(keys) > 4 else "]")
 
 
-def planned_config(p, phase) -> dict:
-    """The config of the network that params.yaml's phases up to `phase` build."""
-    a, b, c = p.pretrain_layer1, p.stack_layer2, p.finetune_classifier
+def planned_config(recipe, phase) -> dict:
+    """The config of the network that a recipe's phases up to `phase` build."""
+    a, b, c = recipe.pretrain_layer1, recipe.stack_layer2, recipe.finetune_classifier
     # On the meta device: the same surgeries, no memory and no draws from the global RNG.
     with torch.device("meta"):
         net = autoencoder(*a.layers, a.encoder_activation, a.decoder_activation)
@@ -237,11 +237,12 @@ def planned_config(p, phase) -> dict:
     return net.config()
 
 
-def check_architecture(net: StackedNet, path, p, phase):
-    """CheckpointError unless `net`, loaded from `path`, is what params `p` make `phase` write."""
-    planned = planned_config(p, phase)
+def check_architecture(net: StackedNet, path, p, recipe, phase):
+    """CheckpointError unless `net`, loaded from `path`, is what params `p` make the phase
+    `phase` of `recipe` write."""
+    planned = planned_config(p.recipe(recipe), phase)
     if net.config() != planned:
-        sections = ", ".join(PHASES[:PHASES.index(phase) + 1])
+        sections = ", ".join(f"{recipe}.{name}" for name in PHASES[:PHASES.index(phase) + 1])
         raise CheckpointError(
             f"{path} has layers {describe(net.config())} but params.yaml ({sections}) says "
             f"{describe(planned)}; re-create it with `dvc repro`")

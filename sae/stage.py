@@ -47,16 +47,18 @@ def write_history(path, rows):
     write_text(path, text.getvalue())
 
 
-def read_history(path):
+def read_history(path, columns=("epoch", "train_loss")):
     """The rows of a history CSV as dicts of floats; HistoryError naming the file and line
-    when it is not a header and rows of finite numbers (say, git conflict markers)."""
+    when it is not a header with `columns` and rows of finite numbers (say, git conflict
+    markers)."""
     try:
         with open(path, newline="") as f:
             rows = list(csv.reader(f))
     except (csv.Error, UnicodeDecodeError) as error:  # NUL bytes, binary data
         raise _bad_history(path, f"not a text CSV ({error})") from None
-    if len(rows) < 2 or "epoch" not in rows[0]:
-        raise _bad_history(path, "no header with an epoch column and rows below it")
+    if len(rows) < 2 or not set(columns) <= set(rows[0]):
+        raise _bad_history(path, f"no header with the columns {', '.join(columns)} and rows "
+                                 f"below it")
     header = rows[0]
     return [dict(zip(header, _numbers(path, line, row, len(header))))
             for line, row in enumerate(rows[1:], start=2)]

@@ -16,8 +16,9 @@ model the rounding of BLAS sums changes in the last bits; measured on a second m
 accuracies identical, test NLL 0.515078 -> 0.51508 (4e-6 relative). A GPU rounds differently
 from the first step, and 30 epochs of SGD at lr 0.98 carry such differences further, so its
 metrics may move like a few test images changing class. The bounds pass all of that yet fail
-a real change: finetune_classifier.lr 0.1 -> 0.2 moved test accuracy by 1.2 and 1.6 points,
-test NLL by 5 % and 19 %, and several per-class accuracies by 2 to 9 points.
+a real change: finetune_classifier.lr 0.1 -> 0.2 moved test accuracy by 1.2 and 1.6 points
+and test NLL by 5 % and 19 % (docs/example-report). Reconstruction MSEs (the autoencoders',
+PCA's, the mean image's) are means over 7.8 million pixel errors: a 2 % change is real.
 """
 import argparse
 import fnmatch
@@ -29,7 +30,6 @@ import sys
 # "abs": |workspace - committed| <= bound; "rel": that difference <= bound * |committed|.
 TOLERANCES = {
     "test_accuracy": ("abs", 0.003),         # 0.3 points: 30 of the 10,000 test images
-    "per_class_accuracy.*": ("abs", 0.01),   # 1 point: 10 of a class's ~1,000 test images
     "test_nll": ("rel", 0.02),
     "reconstruction_mse.*": ("rel", 0.02),
 }

@@ -4,7 +4,7 @@ metrics, the per-class and confusion tables DVC plots, and the figures."""
 from sae import evaluation, params, pca, plots, stage
 from sae.atomic import atomic_dir, write_json, write_text
 from sae.datasets import DATASETS
-from sae.model import load_checkpoint
+from sae.model import CheckpointError, check_architecture, load_checkpoint
 from sae.params import PHASES
 from sae.train import load_data, predict, setup
 
@@ -52,6 +52,8 @@ def main(argv=None):
     images, labels = load_data(args.data, p.common, device, train=False)
     nets = {name: load_checkpoint(getattr(args, name)).to(device, images.dtype)
             for name in ("layer1", "stacked", "classifier")}
+    for name, phase in zip(nets, PHASES):  # the phase that writes each
+        check_architecture(nets[name], getattr(args, name), p, args.recipe, phase)
     fitted_pca = pca.load(args.pca)
 
     log_probs = predict(nets["classifier"], images, batch)
@@ -70,4 +72,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    stage.run(main)
+    stage.run(main, CheckpointError)

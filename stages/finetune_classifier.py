@@ -4,7 +4,8 @@ finetune_classifier.init = random starts from fresh weights (no pretraining); tr
 trains only the 256-10 layer on the frozen encoder (a linear probe)."""
 from sae import params, stage
 from sae.evaluation import classification_scores
-from sae.model import StackedNet, classifier, load_checkpoint, save_checkpoint
+from sae.model import (CheckpointError, StackedNet, check_architecture, classifier,
+                       load_checkpoint, save_checkpoint)
 from sae.train import TrainingDiverged, classification_loss, fit, load_data, predict, setup
 
 
@@ -16,6 +17,7 @@ def main(argv=None):
     images, labels = load_data(args.data, p.common, device, train=True)
     test_images, test_labels = load_data(args.data, p.common, device, train=False)
     stacked = load_checkpoint(args.stacked)
+    check_architecture(stacked, args.stacked, p, args.recipe, "stack_layer2")
     if phase.init == "random":
         stacked = StackedNet.from_config(stacked.config())
     net = classifier(stacked, phase.layers[1]).set_dropout(phase.dropout)
@@ -34,4 +36,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    stage.run(main, TrainingDiverged)
+    stage.run(main, TrainingDiverged, CheckpointError)

@@ -3,7 +3,8 @@ autoencoder and train the whole 784-400-256-400-784 network, as the lecture does
 With stack_layer2.init = random the same network starts from fresh weights instead: the
 deep autoencoder trained end to end, the lecture's other way to stack."""
 from sae import params, stage
-from sae.model import StackedNet, load_checkpoint, save_checkpoint, stack
+from sae.model import (CheckpointError, StackedNet, check_architecture, load_checkpoint,
+                       save_checkpoint, stack)
 from sae.train import TrainingDiverged, fit, load_data, reconstruction_loss, setup
 
 
@@ -14,6 +15,7 @@ def main(argv=None):
     device = setup(p.common)
     images, _ = load_data(args.data, p.common, device, train=True)
     layer1 = load_checkpoint(args.layer1)
+    check_architecture(layer1, args.layer1, p, args.recipe, "pretrain_layer1")
     if phase.init == "random":
         layer1 = StackedNet.from_config(layer1.config())
     net = stack(layer1, phase.layers[1], phase.encoder_activation, phase.decoder_activation)
@@ -25,4 +27,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    stage.run(main, TrainingDiverged)
+    stage.run(main, TrainingDiverged, CheckpointError)

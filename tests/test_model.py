@@ -255,23 +255,27 @@ DEFAULTS = params.parse(params_with())
 def test_checkpoints_built_as_params_say_pass_the_architecture_check(tmp_path):
     for phase, net in (("pretrain_layer1", layer1()), ("stack_layer2", stacked()),
                        ("finetune_classifier", classifier(stacked(), 10))):
-        check_architecture(net, tmp_path / "net.pt", DEFAULTS, phase)
+        check_architecture(net, tmp_path / "net.pt", DEFAULTS, "lecture", phase)
 
 
 def test_a_layer1_of_other_size_than_params_say_is_refused_naming_both():
     net = autoencoder(784, 300, "tanh", "sigmoid")
     with pytest.raises(CheckpointError) as info:
-        check_architecture(net, "models/mnist/layer1.pt", DEFAULTS, "pretrain_layer1")
+        check_architecture(net, "models/lecture/mnist/layer1.pt", DEFAULTS, "lecture",
+                           "pretrain_layer1")
     assert str(info.value) == (
-        "models/mnist/layer1.pt has layers 784-300-784 (tanh, sigmoid) but params.yaml "
-        "(pretrain_layer1) says 784-400-784 (tanh, sigmoid); re-create it with `dvc repro`")
+        "models/lecture/mnist/layer1.pt has layers 784-300-784 (tanh, sigmoid) but params.yaml "
+        "(lecture.pretrain_layer1) says 784-400-784 (tanh, sigmoid); re-create it with "
+        "`dvc repro`")
 
 
 def test_a_stacked_net_with_other_activations_than_params_say_is_refused():
-    p = params.parse(params_with(**{"stack_layer2.decoder_activation": "sigmoid"}))
-    with pytest.raises(CheckpointError, match="stack_layer2.* 784-400-256-400-784 "
+    p = params.parse(params_with(**{"tuned.stack_layer2.decoder_activation": "sigmoid"}))
+    with pytest.raises(CheckpointError, match=r"\(tuned.pretrain_layer1, tuned.stack_layer2\) "
+                                              r"says 784-400-256-400-784 "
                                               r"\(tanh, tanh, sigmoid, sigmoid\)"):
-        check_architecture(stacked(), "stacked.pt", p, "stack_layer2")
+        check_architecture(stacked(), "stacked.pt", p, "tuned", "stack_layer2")
+    check_architecture(stacked(), "stacked.pt", p, "lecture", "stack_layer2")
 
 
 def test_the_architecture_check_leaves_the_global_rng_alone():
@@ -280,5 +284,5 @@ def test_the_architecture_check_leaves_the_global_rng_alone():
     torch.manual_seed(0)
     expected = torch.rand(3)
     torch.manual_seed(0)
-    check_architecture(net, "x.pt", DEFAULTS, "finetune_classifier")
+    check_architecture(net, "x.pt", DEFAULTS, "lecture", "finetune_classifier")
     assert torch.equal(torch.rand(3), expected)

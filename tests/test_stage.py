@@ -1,15 +1,14 @@
 """How a stage ends: a failure the user can fix is one line `error: ...` and exit 1, a bug
 keeps its traceback; and the history CSV the evaluate stage reads back."""
-import subprocess
-import sys
-
 import pytest
+import torch
 
-from sae import stage
+from sae import pca, stage
 from sae.datasets import DataError
-from sae.model import CheckpointError, load_checkpoint
-from sae.params import ParamsError
-from tests.conftest import ROOT
+from sae.model import (CheckpointError, autoencoder, classifier, load_checkpoint,
+                       save_checkpoint, stack)
+from sae.params import PHASES, ParamsError
+from tests.conftest import run_stage
 
 USER_FAILURES = [ParamsError("params.yaml: common.seed = -1 is not allowed; expected ..."),
                  DataError("data/mnist: IDX header promises shape (60000, 28, 28) but ..."),
@@ -52,6 +51,12 @@ def test_a_bad_checkpoint_in_a_stage_that_expects_it_is_one_line(tmp_path, capsy
 # ---------------------------------------------------------------- the history CSV
 
 
+def test_a_history_without_the_columns_asked_for_is_named(tmp_path):
+    stage.write_history(tmp_path / "h.csv", [{"epoch": 1, "train_loss": 0.5}])
+    with pytest.raises(stage.HistoryError, match="no header with the columns epoch, test_loss"):
+        stage.read_history(tmp_path / "h.csv", ("epoch", "test_loss"))
+
+
 def test_history_round_trips(tmp_path):
     rows = [{"epoch": 1, "train_loss": 0.5, "test_accuracy": 0.25},
             {"epoch": 2, "train_loss": 0.125, "test_accuracy": 0.5}]
@@ -70,11 +75,12 @@ epoch,train_loss
 
 
 @pytest.mark.parametrize("text, problem", [
-    (CONFLICTED, "no header with an epoch column"),
+    (CONFLICTED, "no header with the columns epoch, train_loss and rows below it"),
     ("epoch,train_loss\n<<<<<<< HEAD\n1,0.5\n", "line 2, '<<<<<<< HEAD', is not 2 finite numbers"),
     ("epoch,train_loss\n1,0.5\n2\n", "line 3, '2', is not 2 finite numbers"),
     ("epoch,train_loss\n1,nan\n", "line 2, '1,nan', is not 2 finite numbers"),
-    ("epoch,train_loss\n", "no header with an epoch column and rows below it"),
+    ("epoch,train_loss\n", "no header with the columns epoch, train_loss and rows below it"),
+    ("epoch,loss\n1,0.5\n", "no header with the columns epoch, train_loss"),
     ("epoch,train_loss\n1,\0\n", "line 2, '1,\\x00', is not 2 finite numbers"),
     ("\xff\xfe", "not a text CSV"),
 ])
@@ -90,10 +96,8 @@ def test_a_history_that_is_not_a_table_of_numbers_is_named(tmp_path, text, probl
 
 
 def run_pretrain_layer1(cwd, dataset, data):
-    return subprocess.run(
-        [sys.executable, str(ROOT / "stages/pretrain_layer1.py"), "--dataset", dataset,
-         "--data", str(data), "--model", "m/layer1.pt", "--history", "h/l1.csv"],
-        cwd=cwd, capture_output=True, text=True, timeout=120)
+    return run_stage("pretrain_layer1", "--recipe", "lecture", "--dataset", dataset,
+                     "--data", data, "--model", "m/layer1.pt", "--history", "h/l1.csv", cwd=cwd)
 
 
 @pytest.mark.parametrize("dataset, data, expected", [
@@ -110,3 +114,83 @@ def test_a_stage_given_data_that_is_not_its_dataset_stops_with_one_line(
     [line] = result.stderr.splitlines()
     assert line.startswith(f"error: {real_data / data} ") and expected in line
     assert not (project / "m").exists() and not (project / "h").exists()
+
+
+# ---------------------------------------------------------------- checkpoints and histories
+
+
+SMALL = {"common.device": "cpu", "common.train_limit": 20, "common.test_limit": 20}
+
+
+@pytest.fixture
+def inputs(tmp_path):
+    """The files evaluate reads, of the lecture's architecture (untrained weights)."""
+    folder = tmp_path / "inputs"
+    torch.manual_seed(0)
+    layer1 = autoencoder(784, 400, "tanh", "sigmoid")
+    stacked = stack(layer1, 256, "tanh", "tanh")
+    for name, net in (("layer1", layer1), ("stacked", stacked),
+                      ("classifier", classifier(stacked, 10))):
+        save_checkpoint(net, folder / f"{name}.pt")
+    pca.save(pca.fit(torch.rand(20, 784)), folder / "pca.pt")
+    for phase in PHASES:
+        scores = {"test_loss": 2.3, "test_accuracy": 0.1} if phase == PHASES[-1] else {}
+        stage.write_history(folder / f"{phase}.csv", [{"epoch": 1, "train_loss": 0.5, **scores}])
+    return folder
+
+
+def run_evaluate(project, data, inputs):
+    return run_stage("evaluate", "--recipe", "lecture", "--dataset", "mnist", "--data", data,
+                     *(f"--{name}={inputs / f'{name}.pt'}"
+                       for name in ("pca", "layer1", "stacked", "classifier")),
+                     *(f"--history-{phase}={inputs / f'{phase}.csv'}" for phase in PHASES),
+                     "--metrics", "out/m.json", "--confusion", "out/c.csv",
+                     "--per-class", "out/p.csv", "--figures", "out/figures", cwd=project)
+
+
+def test_evaluate_runs_on_these_inputs(in_project, real_data, inputs):
+    """The cases below fail for the one reason each sets up, not for another."""
+    result = run_evaluate(in_project(**SMALL), real_data / "mnist", inputs)
+    assert result.returncode == 0, result.stderr
+
+
+BAD_LAYER1 = {
+    "random bytes": (lambda path: path.write_bytes(bytes(range(256)) * 8),
+                     "is not a checkpoint written by this pipeline (not a zip archive"),
+    "a 784-300 layer 1": (lambda path: save_checkpoint(autoencoder(784, 300, "tanh", "sigmoid"),
+                                                       path),
+                          "has layers 784-300-784 (tanh, sigmoid) but params.yaml "
+                          "(lecture.pretrain_layer1) says 784-400-784 (tanh, sigmoid)"),
+}
+
+
+@pytest.mark.parametrize("kind", list(BAD_LAYER1))
+def test_stack_layer2_on_a_bad_layer1_stops_with_one_line(in_project, real_data, inputs, kind):
+    write, expected = BAD_LAYER1[kind]
+    write(inputs / "layer1.pt")
+    project = in_project(**SMALL)
+    result = run_stage("stack_layer2", "--recipe", "lecture", "--dataset", "mnist",
+                       "--data", real_data / "mnist", "--layer1", inputs / "layer1.pt",
+                       "--model", "m/stacked.pt", "--history", "h/s.csv", cwd=project)
+    assert result.returncode == 1
+    [line] = result.stderr.splitlines()
+    assert line.startswith(f"error: {inputs / 'layer1.pt'} ") and expected in line, line
+    assert not (project / "m").exists() and not (project / "h").exists()
+
+
+@pytest.mark.parametrize("damage, expected", [
+    (lambda inputs: save_checkpoint(autoencoder(784, 400, "tanh", "tanh"),
+                                    inputs / "layer1.pt"),
+     "layer1.pt has layers 784-400-784 (tanh, tanh) but params.yaml"),
+    (lambda inputs: (inputs / "finetune_classifier.csv").write_text(CONFLICTED),
+     "finetune_classifier.csv: no header with the columns epoch, train_loss"),
+])
+def test_evaluate_on_a_bad_input_stops_with_one_line(in_project, real_data, inputs, damage,
+                                                     expected):
+    damage(inputs)
+    project = in_project(**SMALL)
+    result = run_evaluate(project, real_data / "mnist", inputs)
+    assert result.returncode == 1
+    [line] = result.stderr.splitlines()
+    assert line.startswith(f"error: {inputs}/") and expected in line, line
+    assert not (project / "out").exists()
