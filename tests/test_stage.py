@@ -178,6 +178,21 @@ def test_stack_layer2_on_a_bad_layer1_stops_with_one_line(in_project, real_data,
     assert not (project / "m").exists() and not (project / "h").exists()
 
 
+def test_finetune_on_a_layer1_given_as_the_stacked_net_stops_with_one_line(in_project, real_data,
+                                                                          inputs):
+    project = in_project(**SMALL)
+    result = run_stage("finetune_classifier", "--recipe", "lecture", "--dataset", "mnist",
+                       "--data", real_data / "mnist", "--stacked", inputs / "layer1.pt",
+                       "--model", "m/classifier.pt", "--history", "h/c.csv", cwd=project)
+    assert result.returncode == 1
+    [line] = result.stderr.splitlines()
+    assert line == (f"error: {inputs / 'layer1.pt'} has layers 784-400-784 (tanh, sigmoid) but "
+                    "params.yaml (lecture.pretrain_layer1, lecture.stack_layer2) says "
+                    "784-400-256-400-784 (tanh, tanh, tanh, sigmoid); re-create it with "
+                    "`dvc repro`")
+    assert not (project / "m").exists() and not (project / "h").exists()
+
+
 @pytest.mark.parametrize("damage, expected", [
     (lambda inputs: save_checkpoint(autoencoder(784, 400, "tanh", "tanh"),
                                     inputs / "layer1.pt"),
