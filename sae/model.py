@@ -148,11 +148,15 @@ def _file_problem(path: Path):
 def _torch_reason(error) -> str:
     """torch.load's failure in a few words, without its advice to load unsafely."""
     text = getattr(error, "strerror", None) or str(error)
-    refused = re.search(r"GLOBAL (\S+) was not an allowed global", text)
+    refused = re.search(r"\bGLOBAL ([\w.]+)", text)  # torch words it in several ways
     if refused:
         return f"it holds pickled code or objects ({refused[1]}), which are never loaded"
     found = re.search(r"WeightsUnpickler error: ([^\n]*?)(?: Please use|\n|$)", text)
-    return " ".join((found[1] if found else text.split(". ")[0]).split()) or type(error).__name__
+    if found:
+        return " ".join(found[1].split())
+    if text.startswith("Weights only load failed"):
+        return "it holds data that torch's safe loader refuses"
+    return " ".join(text.split(". ")[0].split()) or type(error).__name__
 
 
 def _not_ours(path, problem) -> CheckpointError:

@@ -136,6 +136,27 @@ class Payload:
         return (exec, (f"open({str(self.marker)!r}, 'w').write('pwned')",))
 
 
+class SystemCall:
+    """Unpickling it would call os.system; torch blocks the whole module."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_checkpoint_calling_a_blocked_module_is_refused_without_running_it(tmp_path):
+    marker = tmp_path / "executed"
+    path = tmp_path / "evil.pt"
+    net = layer1()
+    torch.save({"config": net.config(), "state": net.state_dict(), "x": SystemCall(marker)},
+               path)
+    with pytest.raises(CheckpointError, match=r"holds pickled code or objects \(\w+\.system\)"):
+        load_checkpoint(path)
+    assert not marker.exists()
+
+
 class Opaque:
     def __init__(self):
         self.value = 1
