@@ -1,5 +1,6 @@
 """Shared test helpers: params.yaml files with overrides, stage scripts as modules, and a\nsmall real copy of the project to run DVC in."""
 import copy
+import dataclasses
 import importlib
 import os
 import re
@@ -14,7 +15,7 @@ import torch
 import yaml
 
 from sae import download
-from sae.datasets import DATASETS, encode_idx
+from sae.datasets import DATASETS, IdxFile, encode_idx, sha256_of
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_PARAMS = yaml.safe_load((ROOT / "params.yaml").read_text())
@@ -53,6 +54,16 @@ def write_tiny_idx(folder, n_train=40, n_test=20, seed=0):
         images = (255 * prototypes[labels] * rng.uniform(0.7, 1.0, (n, 28, 28))).astype(np.uint8)
         (folder / f"{prefix}-images-idx3-ubyte").write_bytes(encode_idx(images))
         (folder / f"{prefix}-labels-idx1-ubyte").write_bytes(encode_idx(labels))
+    return folder
+
+
+def registered(monkeypatch, folder, dataset="mnist"):
+    """Make the IDX files in `folder` the reference files of `dataset` for this test, so that
+    a stage run in this process (its main()) accepts tiny generated data as that dataset."""
+    info = DATASETS[dataset]
+    refs = tuple(IdxFile(ref.name, (folder / ref.name).stat().st_size,
+                         sha256_of((folder / ref.name).read_bytes())) for ref in info.files)
+    monkeypatch.setitem(DATASETS, dataset, dataclasses.replace(info, files=refs))
     return folder
 
 

@@ -7,15 +7,15 @@ import torch
 from sae import model, pca
 from sae.params import Training
 from sae.train import corrupt, learning_rate
-from tests.conftest import load_stage, write_tiny_idx
+from tests.conftest import load_stage, registered, write_tiny_idx
 
 pytestmark = pytest.mark.usefixtures("float32_by_default")
 
 
 @pytest.fixture
-def project(in_project, tmp_path):
+def project(in_project, tmp_path, monkeypatch):
     """Tiny data and a layer-1 and stacked checkpoint (random weights) in a params folder."""
-    data = write_tiny_idx(tmp_path / "tiny")
+    data = registered(monkeypatch, write_tiny_idx(tmp_path / "tiny"))
     folder = in_project(**{"common.device": "cpu", "lecture.stack_layer2.epochs": 1,
                            "lecture.finetune_classifier.epochs": 1})
     torch.manual_seed(123)
@@ -174,8 +174,8 @@ def test_pca_reconstruction_error_equals_a_direct_svd_computation():
     assert pca.mse(fitted, test, 0) == pytest.approx(np.mean((test.numpy() - mean) ** 2))
 
 
-def test_reference_stage_writes_the_pca_of_all_training_images(tmp_path):
-    data = write_tiny_idx(tmp_path / "tiny", n_train=60)
+def test_reference_stage_writes_the_pca_of_all_training_images(tmp_path, monkeypatch):
+    data = registered(monkeypatch, write_tiny_idx(tmp_path / "tiny", n_train=60))
     load_stage("reference").main(["--dataset", "mnist", "--data", str(data),
                                   "--out", str(tmp_path / "pca.pt")])
     fitted = pca.load(tmp_path / "pca.pt")
