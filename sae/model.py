@@ -91,9 +91,14 @@ def classifier(net: StackedNet, n_classes) -> StackedNet:
 
 def save_checkpoint(net: StackedNet, path):
     """Write config and float weights atomically; loading them needs no pickled code."""
-    buffer = io.BytesIO()
     state = {k: v.detach().cpu() for k, v in net.state_dict().items()}
-    torch.save({"config": net.config(), "state": state}, buffer)
+    write_saved({"config": net.config(), "state": state}, path)
+
+
+def write_saved(tensors, path):
+    """torch.save of plain data (tensors, lists, dicts), written atomically."""
+    buffer = io.BytesIO()
+    torch.save(tensors, buffer)
     write_bytes(path, buffer.getvalue())
 
 
@@ -107,7 +112,7 @@ FLOAT_DTYPES = (torch.float32, torch.float64)
 def load_checkpoint(path) -> StackedNet:
     """Rebuild the network from the file alone (weights_only: no code is unpickled);
     CheckpointError, naming the file, for anything save_checkpoint did not write."""
-    saved = _read_checkpoint(path)
+    saved = read_saved(path)
     problem = _contents_problem(saved)
     if problem:
         raise _not_ours(path, problem)
@@ -119,8 +124,9 @@ def load_checkpoint(path) -> StackedNet:
     return net
 
 
-def _read_checkpoint(path):
-    """What torch.load finds in the file, or CheckpointError saying why it cannot."""
+def read_saved(path):
+    """What torch.load finds in a file write_saved wrote (weights_only: no code is
+    unpickled), or CheckpointError naming the file and saying why it cannot."""
     problem = _file_problem(Path(path))
     if problem:
         raise _not_ours(path, problem)

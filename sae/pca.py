@@ -4,11 +4,9 @@ PCA with k components is the best reconstruction any linear code of size k can g
 mean squared error), so an autoencoder with a code of that size should come close to it
 or beat it; the mean image (k = 0) is what a network that learned nothing predicts.
 """
-import io
-
 import torch
 
-from sae.atomic import write_bytes
+from sae.model import CheckpointError, read_saved, write_saved
 
 
 def fit(images):
@@ -35,10 +33,17 @@ def mse(pca, images, k):
 
 def save(fitted, path):
     """Write the fitted PCA atomically, as plain tensors (loading runs no pickled code)."""
-    buffer = io.BytesIO()
-    torch.save(fitted, buffer)
-    write_bytes(path, buffer.getvalue())
+    write_saved(fitted, path)
 
 
 def load(path):
-    return torch.load(path, map_location="cpu", weights_only=True)
+    """The fitted PCA that save wrote; CheckpointError naming the file for anything else."""
+    fitted = read_saved(path)
+    ok = (isinstance(fitted, dict) and set(fitted) == {"mean", "components"}
+          and all(isinstance(v, torch.Tensor) for v in fitted.values())
+          and fitted["components"].ndim == 2
+          and fitted["mean"].shape == fitted["components"].shape[:1])
+    if not ok:
+        raise CheckpointError(f"{path} is not a PCA written by the reference stage; re-create "
+                              f"it with `dvc repro`")
+    return fitted

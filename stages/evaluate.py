@@ -9,6 +9,12 @@ from sae.params import PHASES
 from sae.train import load_data, predict, setup
 
 
+# The columns the figures draw from each phase's history.
+HISTORY_COLUMNS = {"pretrain_layer1": ("epoch", "train_loss"),
+                   "stack_layer2": ("epoch", "train_loss"),
+                   "finetune_classifier": ("epoch", "train_loss", "test_loss", "test_accuracy")}
+
+
 def reconstruction_rows(nets, fitted_pca, shown, batch_size):
     """(label, images) rows of the reconstructions figure: each autoencoder, then PCA with
     the same code size, so that the linear reference is seen beside it."""
@@ -61,7 +67,8 @@ def main(argv=None):
     scores = evaluation.classification_scores(log_probs, labels)
     matrix = evaluation.confusion_matrix(labels, predicted, len(info.class_names))
     reconstruction = evaluation.reconstruction_report(nets, fitted_pca, images, batch)
-    histories = {name: stage.read_history(getattr(args, f"history_{name}")) for name in PHASES}
+    histories = {name: stage.read_history(getattr(args, f"history_{name}"), HISTORY_COLUMNS[name])
+                 for name in PHASES}
     # The figures folder is one DVC output, written whole or not at all.
     with atomic_dir(args.figures) as figures:
         write_figures(figures, p.evaluate, info, nets, fitted_pca, images, labels, predicted,

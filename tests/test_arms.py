@@ -185,3 +185,14 @@ def test_reference_stage_writes_the_pca_of_all_training_images(tmp_path, monkeyp
     components = fitted["components"]
     assert torch.allclose(components.T @ components, torch.eye(784, dtype=torch.float64),
                           atol=1e-8)
+
+
+@pytest.mark.parametrize("content", [b"", b"not a torch file", "state_dict"])
+def test_a_file_that_is_not_a_pca_is_one_named_error(tmp_path, content):
+    path = tmp_path / "pca.pt"
+    if content == "state_dict":
+        model.save_checkpoint(model.autoencoder(784, 4, "tanh", "sigmoid"), path)
+    else:
+        path.write_bytes(content)
+    with pytest.raises(model.CheckpointError, match=str(path)):
+        pca.load(path)
