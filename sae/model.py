@@ -63,9 +63,11 @@ class StackedNet(nn.Module):
         """A network of this architecture with fresh (seeded by the caller) weights."""
         return cls([Block(*s) for s in config["encoder"]], [Block(*s) for s in config["head"]])
 
-    def set_dropout(self, fraction):
-        for block in [*self.encoder, *self.head]:
-            block.dropout = fraction
+    def set_dropout(self, on_pixels, on_codes):
+        """Dropout on the first block's input (the pixels) and on every later block's."""
+        blocks = [*self.encoder, *self.head]
+        for i, block in enumerate(blocks):
+            block.dropout = on_codes if i else on_pixels
         return self
 
 

@@ -56,7 +56,8 @@ class Training:
     decoder_activation: str = "identity"
     corruption: float = 0.0      # autoencoders: fraction of input pixels zeroed (denoising)
     init: str = "pretrained"     # stack_layer2, finetune_classifier: see INITS
-    dropout: float = 0.0         # finetune_classifier: dropout on every layer's input
+    input_dropout: float = 0.0   # finetune_classifier: dropout on the pixels
+    dropout: float = 0.0         # finetune_classifier: dropout on every later layer's input
     train: str = "all"           # finetune_classifier: see TRAINED
 
 
@@ -132,7 +133,8 @@ SHARED = {
 PHASE_SCHEMA = {
     "pretrain_layer1": _AUTOENCODER,
     "stack_layer2": {**_AUTOENCODER, "init": _choice(INITS)},
-    "finetune_classifier": {**_TRAINING, "init": _choice(INITS), "dropout": _FRACTION,
+    "finetune_classifier": {**_TRAINING, "init": _choice(INITS), "input_dropout": _FRACTION,
+                            "dropout": _FRACTION,
                             "train": _choice(TRAINED)},
 }
 _SECTION_TYPES = {"common": Common, "download": Download, "evaluate": Evaluate}

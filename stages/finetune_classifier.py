@@ -20,7 +20,8 @@ def main(argv=None):
     check_architecture(stacked, args.stacked, p, args.recipe, "stack_layer2")
     if phase.init == "random":
         stacked = StackedNet.from_config(stacked.config())
-    net = classifier(stacked, phase.layers[1]).set_dropout(phase.dropout)
+    net = classifier(stacked, phase.layers[1]).set_dropout(phase.input_dropout,
+                                                             phase.dropout)
     net = net.to(device, images.dtype)
     if phase.train == "head":
         net.encoder.requires_grad_(False)  # frozen: no gradients, no updates, no decay

@@ -149,7 +149,7 @@ def test_cosine_schedule_decays_from_lr_towards_zero_and_constant_stays():
 def test_dropout_acts_only_while_training():
     torch.manual_seed(0)
     net = model.classifier(model.stack(model.autoencoder(784, 40, "tanh", "sigmoid"),
-                                       20, "tanh", "tanh"), 10).set_dropout(0.5)
+                                       20, "tanh", "tanh"), 10).set_dropout(0.5, 0.5)
     x = torch.rand(8, 784)
     net.eval()
     assert torch.equal(net(x), net(x))
