@@ -2,26 +2,17 @@
 stage writes, and scripts/sweep.sh hands each of its J parallel experiments cores/J threads."""
 import hashlib
 import os
-import subprocess
-import sys
 
 import pytest
 import torch
 
 from sae.model import autoencoder, save_checkpoint, stack
-from tests.conftest import ROOT, dvc, run
+from tests.conftest import ROOT, dvc, run, run_stage
 
 THREADS = (1, 2, 4)
-SMALL = {"common.device": "cpu", "common.train_limit": 2000, "common.test_limit": 500,
-         "pretrain_layer1.epochs": 2, "finetune_classifier.epochs": 2}
-
-
-def run_stage(name, project, threads, *args):
-    """Run a stage script in `project` with OMP_NUM_THREADS=threads, as DVC would."""
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads))
-    done = subprocess.run([sys.executable, str(ROOT / "stages" / f"{name}.py"), *args],
-                          cwd=project, env=env, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stdout + done.stderr
+SMALL = {"common.device": "cpu", "common.train_limit": 1000, "common.test_limit": 200,
+         **{f"{recipe}.{phase}.epochs": 2 for recipe in ("lecture", "tuned")
+            for phase in ("pretrain_layer1", "finetune_classifier")}}
 
 
 def digests(folder):
@@ -35,22 +26,26 @@ def stacked_checkpoint(path):
     save_checkpoint(stack(autoencoder(784, 400, "tanh", "sigmoid"), 256, "tanh", "tanh"), path)
 
 
+@pytest.mark.parametrize("recipe", ["lecture", "tuned"])
 @pytest.mark.parametrize("name", ["pretrain_layer1", "finetune_classifier"])
-def test_stage_outputs_are_byte_identical_for_any_thread_count(name, in_project, real_data,
+def test_stage_outputs_are_byte_identical_for_any_thread_count(name, recipe, in_project,
+                                                               real_data, monkeypatch,
                                                                float32_by_default):
     # pretrain_layer1 checks the logged reconstruction loss, finetune_classifier the weights:
     # its 10-row weight gradient is a matrix product whose long sum MKL would split over
-    # the threads.
+    # the threads. The tuned recipe adds random masking, dropout, Adam and a schedule.
     project = in_project(**SMALL)
-    inputs = ["--dataset", "mnist", "--data", str(real_data / "mnist")]
+    inputs = ["--recipe", recipe, "--dataset", "mnist", "--data", real_data / "mnist"]
     if name == "finetune_classifier":
         stacked_checkpoint(project / "stacked.pt")
         inputs += ["--stacked", "stacked.pt"]
     outputs = {}
     for threads in THREADS:
         out = project / f"threads{threads}"
-        run_stage(name, project, threads, *inputs, "--model", f"{out}/model.pt",
-                  "--history", f"{out}/history.csv")
+        monkeypatch.setenv("OMP_NUM_THREADS", str(threads))  # the stage's own process reads it
+        done = run_stage(name, *inputs, "--model", out / "model.pt",
+                         "--history", out / "history.csv", cwd=project)
+        assert done.returncode == 0, done.stdout + done.stderr
         outputs[threads] = digests(out)
     assert outputs[1] == outputs[2] == outputs[4]
     assert list(outputs[1]) == ["history.csv", "model.pt"]
