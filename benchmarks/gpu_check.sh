@@ -30,7 +30,8 @@ dvc metrics show
 
 # The sweep, queued and run one at a time, then again two at a time (queued runs are not
 # restored from DVC's run cache; the GPU is shared by the two jobs), and its summary.
-export GIT_AUTHOR_NAME=${GIT_AUTHOR_NAME:-gpu-check} GIT_AUTHOR_EMAIL=${GIT_AUTHOR_EMAIL:-gpu-check@localhost}
+export GIT_AUTHOR_NAME=${GIT_AUTHOR_NAME:-gpu-check}
+export GIT_AUTHOR_EMAIL=${GIT_AUTHOR_EMAIL:-gpu-check@localhost}
 export GIT_COMMITTER_NAME=$GIT_AUTHOR_NAME GIT_COMMITTER_EMAIL=$GIT_AUTHOR_EMAIL
 git add -A && git commit -qm "GPU check baseline" --allow-empty
 grid=lecture.finetune_classifier.lr=0.1,0.2,0.4,0.8

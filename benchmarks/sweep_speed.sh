@@ -17,7 +17,9 @@ grid=lecture.finetune_classifier.lr=0.1,0.2,0.4,0.8
 src=$(git rev-parse --show-toplevel)
 scratch=$(mktemp -d)
 # On the way out, also on ^C: stop the scratch clone's queue workers, delete the clone.
-trap '(cd "$scratch/repo" 2>/dev/null && dvc queue stop --kill >/dev/null 2>&1); rm -rf "$scratch"' EXIT
+stop() { (cd "$scratch/repo" 2>/dev/null && dvc queue stop --kill >/dev/null 2>&1) || true; }
+trap 'stop; rm -rf "$scratch"' EXIT
+trap 'exit 130' INT TERM
 git clone -q "$src" "$scratch/repo"
 cd "$scratch/repo"
 
@@ -48,8 +50,8 @@ echo "machine: $(nproc) cores, $(uname -m); grid $grid;" \
   "failed runs: $(dvc queue status | grep -c Failed || true)"
 echo "| how | wall time | per experiment |"
 echo "|---|---|---|"
-echo "| one workspace \`dvc exp run -S lecture.finetune_classifier.lr=0.2\` | $workspace s | $workspace s |"
-for jobs in 1 2; do
-  echo "| \`scripts/sweep.sh -j $jobs\` (${threads[jobs]}) | ${wall[jobs]} s | $(per "${wall[jobs]}") s |"
+echo "| one workspace \`dvc exp run -S ${grid%%=*}=0.2\` | $workspace s | $workspace s |"
+for j in 1 2; do
+  echo "| \`scripts/sweep.sh -j $j\` (${threads[j]}) | ${wall[j]} s | $(per "${wall[j]}") s |"
 done
 echo "-j 2 / -j 1: $(awk -v a="${wall[2]}" -v b="${wall[1]}" 'BEGIN { printf "%.2f", a / b }')"
