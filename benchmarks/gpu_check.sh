@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The GPU check, in one go (a few minutes on one recent NVIDIA card): the training benchmark
-# on CUDA at float32, then the full pipeline with device auto, timed, and its metrics.
+# on CUDA at float32, then the full pipeline with device auto, timed, and its metrics, then
+# the 4-point lecture.finetune_classifier.lr sweep run one and two at a time, timed, and its
+# summary (stages on CUDA run with deterministic algorithms: see sae/train.py setup()).
 #
 #   bash benchmarks/gpu_check.sh DATA_DIR
 #
@@ -19,8 +21,23 @@ for f in "$data"/mnist/*; do
 done
 python3 benchmarks/train_speed.py --device cuda --precisions float32 --data "$scratch"
 
-# The whole pipeline from those files (this edits params.yaml: run it in a scratch copy).
+# The whole pipeline from those files (this edits params.yaml and, below, commits: run it in
+# a scratch clone, `git clone` of this repository).
 sed -i "s#^  source_dir: .*#  source_dir: $data#" params.yaml
 time dvc repro --force
 time dvc repro
 dvc metrics show
+
+# The sweep, queued and run one at a time, then again two at a time (queued runs are not
+# restored from DVC's run cache; the GPU is shared by the two jobs), and its summary.
+export GIT_AUTHOR_NAME=${GIT_AUTHOR_NAME:-gpu-check}
+export GIT_AUTHOR_EMAIL=${GIT_AUTHOR_EMAIL:-gpu-check@localhost}
+export GIT_COMMITTER_NAME=$GIT_AUTHOR_NAME GIT_COMMITTER_EMAIL=$GIT_AUTHOR_EMAIL
+git add -A && git commit -qm "GPU check baseline" --allow-empty
+grid=lecture.finetune_classifier.lr=0.1,0.2,0.4,0.8
+for jobs in 1 2; do
+  echo "sweep -j $jobs"
+  time bash scripts/sweep.sh -j "$jobs" -S "$grid" >/dev/null
+done
+dvc queue status
+python3 -m scripts.sweep_summary --out "$scratch/sweep" && cat "$scratch/sweep/summary.md"

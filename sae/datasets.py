@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 
 IMAGE_SIDE = 28
 IMAGE_SIZE = IMAGE_SIDE * IMAGE_SIDE
@@ -140,6 +139,10 @@ def _file_problem(path: Path, ref: IdxFile):
 
 def load_split(data_dir, train: bool, limit: int = 0):
     """(images as float in [0, 1] of shape (N, 784), int64 labels), the first `limit` if > 0."""
+    # Imported here, not at the top: sae.params and sae.stage import this module, and a
+    # stage that only reads params (or downloads) should not pay torch's 1-2 s start-up.
+    import torch
+
     prefix = "train" if train else "t10k"
     images = read_idx(Path(data_dir, f"{prefix}-images-idx3-ubyte"))
     labels = read_idx(Path(data_dir, f"{prefix}-labels-idx1-ubyte"))

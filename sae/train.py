@@ -5,6 +5,7 @@ Speed by design: each dataset is one tensor on the device, batches are taken by 
 and the loss is summed on the device so the loop never waits for a Python float.
 """
 import math
+import os
 import time
 
 import torch
@@ -22,15 +23,36 @@ class TrainingDiverged(RuntimeError):
 
 
 def setup(common: Common) -> torch.device:
-    """Seed every generator, fix the default dtype and pick the device."""
+    """Seed every generator, fix the default dtype, pick the device and make its arithmetic
+    repeatable: the same params give the same bits on any thread count."""
+    # MKL reads this at its first call, which has not happened yet in a stage process.
+    # Strict conditional numerical reproducibility fixes how a matrix product's sums are
+    # split, whatever the number of threads (OMP_NUM_THREADS): by default MKL splits a
+    # small product's long sums over its threads, and the classifier's weights then
+    # changed with the thread count.
+    os.environ["MKL_CBWR"] = "AUTO,STRICT"
     torch.manual_seed(common.seed)
     torch.set_default_dtype(DTYPES[common.precision])
     if common.device == "cuda" and not torch.cuda.is_available():
         raise ParamsError("params.yaml: common.device = 'cuda' but this machine has no "
                           "CUDA device; use 'auto' or 'cpu'")
     if common.device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(common.device)
+        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    else:
+        device = torch.device(common.device)
+    if device.type == "cuda":
+        repeatable_cuda()
+    return device
+
+
+def repeatable_cuda():
+    """Make CUDA runs repeat bit for bit, at some cost in speed."""
+    # cuBLAS may take a different algorithm from run to run when its workspace is shared
+    # between streams; a fixed workspace per stream makes its products repeatable, and
+    # use_deterministic_algorithms refuses cuBLAS without it. cuBLAS reads the variable
+    # when it creates its first handle, at the first product on the device: set it before.
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(True)
 
 
 def load_data(data_dir, common, device, train: bool):
@@ -65,20 +87,21 @@ def corrupt(batch, fraction, generator):
 
 class MeanSquaredError(torch.autograd.Function):
     """F.mse_loss's value and gradient in fewer passes over memory: the difference is
-    computed once, reduced by a BLAS dot product, and scaled into the gradient."""
+    computed once and scaled into the gradient."""
 
     @staticmethod
     def forward(ctx, output, target):
-        difference = (output - target).reshape(-1)
+        difference = output - target
         ctx.save_for_backward(difference)
-        ctx.shape = output.shape
-        return torch.dot(difference, difference) / difference.numel()
+        # Summed per pixel over the batch, then over the pixels: torch reduces each sum in
+        # one fixed order for any thread count. (A BLAS dot product split its sum over the
+        # threads, so the logged loss changed with OMP_NUM_THREADS.)
+        return difference.square().sum(0).sum() / difference.numel()
 
     @staticmethod
     def backward(ctx, grad):
         (difference,) = ctx.saved_tensors
-        gradient = difference * (2 * grad / difference.numel())
-        return gradient.view(ctx.shape), None
+        return difference * (2 * grad / difference.numel()), None
 
 
 def reconstruction_loss(output, inputs, targets):

@@ -1,0 +1,1 @@
+"""Command-line tools beside the pipeline: pull-request report, sweeps."""

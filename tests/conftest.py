@@ -163,3 +163,30 @@ def tiny_project(path, real_data, train_limit=300, test_limit=200, epochs=1):
     run(["git", "add", "-A"], path)
     run(["git", "commit", "-qm", "project"], path)
     return path
+
+
+def project_with_remotes(root, real_data):
+    """The tiny project in root/project after one `dvc repro`, committed; `origin` is a bare
+    git repository (root/origin.git) and `storage` a folder DVC remote (root/dvc-storage, the
+    default, in the committed .dvc/config), both pushed to."""
+    path = root / "project"
+    path.mkdir()
+    tiny_project(path, real_data)
+    run(["git", "init", "-q", "--bare", str(root / "origin.git")], root)
+    run(["git", "remote", "add", "origin", str(root / "origin.git")], path)
+    dvc("remote", "add", "-d", "storage", str(root / "dvc-storage"), cwd=path)
+    dvc("repro", cwd=path)
+    run(["git", "add", "-A"], path)
+    run(["git", "commit", "-qm", "first run"], path)
+    run(["git", "push", "-q", "origin", "HEAD"], path)
+    dvc("push", cwd=path)
+    return path
+
+
+def clone_origin(project, path):
+    """A fresh clone, in `path`, of the origin that project_with_remotes made: another user's
+    machine, or a CI runner."""
+    branch = run(["git", "branch", "--show-current"], project).strip()
+    run(["git", "clone", "-q", "-b", branch, str(project.parent / "origin.git"), str(path)],
+        path.parent)
+    return path

@@ -15,7 +15,8 @@ import pytest
 import yaml
 
 from sae.datasets import DATASETS
-from tests.conftest import dvc, recipe_stages, run, stages_run, tiny_project
+from tests.conftest import (clone_origin, dvc, project_with_remotes, recipe_stages, run,
+                            stages_run)
 
 LRS = (0.05, 0.2)
 SEQUENTIAL = {0.05: "seq-lr005", 0.2: "seq-lr02"}  # names given with -n
@@ -72,21 +73,9 @@ def locked_md5(lock_text, out):
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory, real_data):
-    """The tiny project after one `dvc repro`, committed; `origin` is a bare git repository
-    and `storage` a folder DVC remote (the default), both pushed to."""
-    root = tmp_path_factory.mktemp("experiments")
-    path = root / "project"
-    path.mkdir()
-    tiny_project(path, real_data)
-    run(["git", "init", "-q", "--bare", str(root / "origin.git")], root)
-    run(["git", "remote", "add", "origin", str(root / "origin.git")], path)
-    dvc("remote", "add", "-d", "storage", str(root / "dvc-storage"), cwd=path)
-    dvc("repro", cwd=path)
-    run(["git", "add", "-A"], path)
-    run(["git", "commit", "-qm", "first run"], path)
-    run(["git", "push", "-q", "origin", "HEAD"], path)
-    dvc("push", cwd=path)
-    return path
+    """The tiny project after one `dvc repro`, committed and pushed to `origin` and to the
+    folder DVC remote `storage`."""
+    return project_with_remotes(tmp_path_factory.mktemp("experiments"), real_data)
 
 
 @pytest.fixture(scope="module")
@@ -152,9 +141,7 @@ def test_pushed_experiment_can_be_pulled_applied_and_checked_out_in_a_clone(
     assert f"Pushed experiment {name}" in output
 
     branch = run(["git", "branch", "--show-current"], project).strip()
-    clone = tmp_path / "clone"
-    run(["git", "clone", "-q", "-b", branch, str(project.parent / "origin.git"), str(clone)],
-        tmp_path)
+    clone = clone_origin(project, tmp_path / "clone")
     assert dvc("exp", "list", "origin", cwd=clone).split() == [f"{branch}:", name]
     dvc("exp", "pull", "origin", name, cwd=clone)
     pulled = experiments(clone)

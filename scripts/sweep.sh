@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Queue a grid of experiments and run it J at a time, each stage with cores/J compute
+# threads, so that parallel experiments share the cores instead of oversubscribing them:
+#
+#   bash scripts/sweep.sh -j 2 -S 'finetune_classifier.lr=0.1,0.2,0.4,0.8'
+#
+# Everything after -j J goes to `dvc exp run --queue` (a comma list queues one experiment per
+# value). OMP_NUM_THREADS, when set, wins; the thread count never changes a result, so it is
+# no param and re-runs nothing. Returns when the queue is empty; summarise with
+# `python -m scripts.sweep_summary --out sweep`. Run it with the venv active (or via make).
+set -euo pipefail
+if [ "${1:-}" != -j ] || [ -z "${2:-}" ]; then
+  echo "usage: bash scripts/sweep.sh -j JOBS -S 'section.key=v1,v2' [dvc exp run options]" >&2
+  exit 2
+fi
+jobs=$2
+shift 2
+# DVC's queue workers, and the stages they start, inherit this environment.
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-$(( $(nproc) / jobs > 1 ? $(nproc) / jobs : 1 ))}
+echo "sweep: $jobs at a time, OMP_NUM_THREADS=$OMP_NUM_THREADS"
+dvc exp run --queue "$@"
+dvc exp run --run-all -j "$jobs"

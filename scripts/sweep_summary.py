@@ -1,0 +1,268 @@
+"""Sweep summary: the experiments of the current commit beside its committed baseline, with
+the params that differ between them and the headline metrics (test accuracy, test NLL) of
+every metrics file, collapsed and diverged runs flagged.
+
+    python -m scripts.sweep_summary --out sweep
+
+writes sweep/summary.md (one table per metrics file, e.g. metrics/lecture/mnist.json),
+sweep/summary.csv (the same rows, one per experiment and metrics file) and sweep/summary.png
+(each headline metric against each swept param). Everything comes from `dvc exp show
+--json`, so queued, pulled and workspace experiments count alike and no path is assumed.
+
+Flags:
+- collapsed: test accuracy at most 1.5x chance (15 %) or test NLL above 10 (guessing
+  uniformly scores ln 10 = 2.3): the classifier puts (almost) every image in one class;
+- diverged: no metrics, because a stage failed; in a sweep over valid values that is a
+  training loss that became NaN or infinite (`dvc queue logs <exp>` shows the error). DVC
+  lists a failed queued run with its baseline's metrics files: those are not its results;
+- queued, running: not finished yet.
+"""
+import argparse
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import matplotlib
+import pandas as pd
+
+matplotlib.use("Agg")  # files only, no display
+
+import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
+
+from sae.atomic import write_text  # noqa: E402
+from sae.plots import save_png  # noqa: E402
+
+HEADLINE = {"test_accuracy": "test accuracy", "test_nll": "test NLL"}
+CHANCE = 0.1  # ten classes
+COLLAPSED_ACCURACY = 1.5 * CHANCE
+COLLAPSED_NLL = 10.0
+PENDING = ("queued", "running")
+IMAGE = "summary.png"
+
+
+# ------------------------------------------------------------------ reading DVC
+
+def exp_show(repo="."):
+    """The parsed `dvc exp show --json` of the repository at `repo` (HEAD's experiments)."""
+    done = subprocess.run([sys.executable, "-m", "dvc", "exp", "show", "--json"], cwd=repo,
+                          capture_output=True, text=True)
+    if done.returncode:
+        sys.exit(f"dvc exp show failed:\n{done.stderr}")
+    return json.loads(done.stdout)
+
+
+def flatten(tree, prefix=""):
+    """{"a.b": 1} from {"a": {"b": 1}}; lists stay values."""
+    if not isinstance(tree, dict):
+        return {prefix: tree}
+    return {key: value for name, sub in tree.items()
+            for key, value in flatten(sub, f"{prefix}.{name}" if prefix else name).items()}
+
+
+def run_record(entry, name, baseline, state):
+    """One run (baseline or experiment) of exp show: its params, and its metrics per file
+    unless it failed or has not finished (then DVC shows its baseline's files)."""
+    data = entry.get("data") or {}
+    if not baseline and entry.get("error") and state not in PENDING:
+        state = "failed"
+    params = {}
+    for file, content in (data.get("params") or {}).items():
+        prefix = "" if file == "params.yaml" else f"{file}:"
+        params.update({prefix + k: v for k, v in flatten(content.get("data") or {}).items()})
+    metrics = {} if state == "failed" or state in PENDING else {
+        path: content.get("data") or {} for path, content in (data.get("metrics") or {}).items()}
+    return {"experiment": name, "rev": entry["rev"][:7], "baseline": baseline, "state": state,
+            "params": params, "metrics": metrics}
+
+
+def runs(shown):
+    """The baseline (HEAD) and its experiments; the workspace row is left out, as after a
+    `dvc exp run` it merely repeats the last experiment."""
+    for commit in shown:
+        if commit["rev"] == "workspace":
+            continue
+        yield run_record(commit, commit.get("name") or commit["rev"][:7], True, None)
+        for exp in commit.get("experiments") or []:
+            rev = exp["revs"][0]
+            yield run_record(rev, exp.get("name") or rev["rev"][:7], False,
+                             (exp.get("executor") or {}).get("state"))
+
+
+def swept_params(records):
+    """The params whose values are not the same in every run, by name."""
+    names = sorted({name for r in records for name in r["params"]})
+    return [name for name in names
+            if len({json.dumps(r["params"].get(name)) for r in records}) > 1]
+
+
+# ------------------------------------------------------------------ the table
+
+def number(value):
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) \
+        else math.nan
+
+
+def flag(state, baseline, accuracy, nll):
+    """'' for a healthy run, else what the module docstring lists."""
+    if state in PENDING:
+        return state
+    if state == "failed" or (math.isnan(accuracy) and not baseline):
+        return "diverged"
+    if accuracy <= COLLAPSED_ACCURACY or nll > COLLAPSED_NLL or not math.isfinite(nll):
+        return "collapsed"
+    return ""
+
+
+def param_order(value):
+    """Numbers before text, numerically; missing last."""
+    if value is None:
+        return (2, 0, "")
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return (0, value, "")
+    return (1, 0, json.dumps(value))
+
+
+def summary_table(shown):
+    """One row per run and metrics file: experiment, rev, baseline, the swept params, the
+    headline metrics and the flag; sorted by metrics file, then by the swept params."""
+    records = list(runs(shown))
+    swept = swept_params(records)
+    files = sorted({path for r in records for path in r["metrics"]})
+    rows = []
+    for r in sorted(records, key=lambda r: [param_order(r["params"].get(p)) for p in swept]):
+        for path in files:
+            metrics = r["metrics"].get(path, {})
+            values = {key: number(metrics.get(key)) for key in HEADLINE}
+            rows.append({"metrics": path, "experiment": r["experiment"], "rev": r["rev"],
+                         "baseline": r["baseline"],
+                         **{p: r["params"].get(p) for p in swept}, **values,
+                         "flag": flag(r["state"], r["baseline"], values["test_accuracy"],
+                                      values["test_nll"])})
+    columns = ["metrics", "experiment", "rev", "baseline", *swept, *HEADLINE, "flag"]
+    table = pd.DataFrame(rows, columns=columns)
+    return table.sort_values("metrics", kind="stable", ignore_index=True), swept
+
+
+# ------------------------------------------------------------------ markdown
+
+def label(path):
+    """'lecture/mnist' for metrics/lecture/mnist.json: the recipe and dataset."""
+    return str(Path(path).with_suffix("")).removeprefix("metrics/")
+
+
+def fmt(value, percent=False):
+    if isinstance(value, float) and math.isnan(value):
+        return "—"
+    if percent:
+        return f"{100 * value:.2f} %"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return "—" if value is None else str(value)
+
+
+def markdown(table, swept, image):
+    """The text of summary.md."""
+    names = table.drop_duplicates("experiment")
+    baseline = names[names["baseline"]]["experiment"].tolist()
+    lines = ["# Sweep summary", "",
+             f"{len(names) - len(baseline)} experiments of baseline "
+             f"{', '.join(f'`{b}`' for b in baseline) or '(none)'}; swept: "
+             f"{', '.join(f'`{p}`' for p in swept) or 'nothing'}.", "",
+             f"Flags: **collapsed**: test accuracy <= {100 * COLLAPSED_ACCURACY:.0f} % or test "
+             f"NLL > {COLLAPSED_NLL:g}; **diverged**: no metrics, a stage failed "
+             "(`dvc queue logs <exp>` says why).", ""]
+    if image:
+        lines += [f"![headline metrics against the swept params]({image})", ""]
+    header = ["experiment", *swept, *HEADLINE.values(), "flag"]
+    for path, group in table.groupby("metrics", sort=False):
+        lines += [f"## {label(path)}", "", f"`{path}`", "",
+                  "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        for row in group.to_dict("records"):
+            name = f"**{row['experiment']}** (baseline)" if row["baseline"] else row["experiment"]
+            cells = [name, *(fmt(row[p]) for p in swept), fmt(row["test_accuracy"], True),
+                     fmt(row["test_nll"]), f"**{row['flag']}**" if row["flag"] else ""]
+            lines.append("| " + " | ".join(cells) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------ figure
+
+def numeric(values):
+    return all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
+
+
+def panel(ax, table, x_name, metric, connect):
+    """One metric against one param, a series per metrics file; baseline starred, collapsed
+    ringed in red, diverged as red crosses on the x axis."""
+    scale = 100 if metric == "test_accuracy" else 1
+    for i, (path, group) in enumerate(table.groupby("metrics", sort=False)):
+        x = group[x_name] if numeric(group[x_name]) else group[x_name].map(fmt)
+        y = scale * group[metric]
+        colour = f"C{i % 10}"
+        ax.plot(x, y, "o-" if connect else "o", color=colour, label=label(path))
+        ax.plot(x[group["baseline"]], y[group["baseline"]], "*", ms=16, mfc="none",
+                mec="black", mew=1.5)
+        collapsed = group["flag"] == "collapsed"
+        ax.plot(x[collapsed], y[collapsed], "o", ms=13, mfc="none", mec="red", mew=2)
+        diverged = (group["flag"] == "diverged").to_numpy()
+        ax.plot(x[diverged], [0.04] * diverged.sum(), "x", color="red", ms=11, mew=2.5,
+                transform=ax.get_xaxis_transform(), clip_on=False)
+    threshold = scale * (COLLAPSED_ACCURACY if metric == "test_accuracy" else COLLAPSED_NLL)
+    ax.axhline(threshold, color="red", lw=0.8, ls=":")
+    if metric == "test_nll":
+        ax.set_yscale("log")
+    xs = [v for v in table[x_name] if v is not None]
+    if numeric(xs) and xs and min(xs) > 0 and max(xs) >= 10 * min(xs):
+        ax.set_xscale("log")
+    ax.set(xlabel=x_name, ylabel=HEADLINE[metric] + (" (%)" if scale == 100 else ""))
+    ax.grid(alpha=0.3)
+
+
+def figure(path, table, swept):
+    """Each headline metric (rows) against each swept param (columns), as a PNG."""
+    xs = swept or ["experiment"]
+    fig, axes = plt.subplots(len(HEADLINE), len(xs), figsize=(5.5 * len(xs) + 2.5, 7.5),
+                             squeeze=False, layout="constrained")
+    for col, x_name in enumerate(xs):
+        for row, metric in enumerate(HEADLINE):
+            panel(axes[row][col], table, x_name, metric, connect=len(swept) == 1)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    marks = [Line2D([], [], ls="none", marker="*", ms=14, mfc="none", mec="black"),
+             Line2D([], [], ls="none", marker="o", ms=11, mfc="none", mec="red", mew=2),
+             Line2D([], [], ls="none", marker="x", ms=10, color="red", mew=2.5),
+             Line2D([], [], color="red", lw=0.8, ls=":")]
+    fig.legend(handles + marks, labels + ["baseline", "collapsed", "diverged (no metrics)",
+                                          "collapse threshold"], loc="outside right upper")
+    fig.suptitle("Sweep: headline metrics per metrics file", fontsize=13)
+    save_png(fig, path)
+
+
+# ------------------------------------------------------------------ main
+
+def write_summary(shown, out):
+    """Write summary.md, summary.csv and summary.png into `out`; returns the table."""
+    out.mkdir(parents=True, exist_ok=True)
+    table, swept = summary_table(shown)
+    image = IMAGE if len(table) else None
+    if image:
+        figure(out / IMAGE, table, swept)
+    write_text(out / "summary.csv", table.to_csv(index=False))
+    write_text(out / "summary.md", markdown(table, swept, image))
+    return table
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", required=True, type=Path,
+                        help="folder for summary.md, summary.csv and summary.png")
+    args = parser.parse_args(argv)
+    write_summary(exp_show(), args.out)
+    print(f"wrote {args.out / 'summary.md'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,155 @@
+"""Sweeps (docs/sweeps.md): the summary's flags and tables, a local sweep through
+scripts/sweep.sh summarised on a small real project, and the fan-out/fan-in of
+.github/workflows/sweep.yml rehearsed with clones as runners, which must give the same table.
+"""
+import csv
+import io
+import math
+import subprocess
+import sys
+
+import pytest
+
+from scripts import sweep_summary
+from tests.conftest import ROOT, clone_origin, dvc, project_with_remotes, run
+from tests.test_experiments import assert_same_metrics
+from tests.test_pr_report import PNG_SIGNATURE, actionlint
+
+LR = "lecture.finetune_classifier.lr"
+POINTS = (0.2, 1000000)  # a working lr and one that collapses the classifier
+FAILING = "lecture.finetune_classifier.momentum=1.5"  # refused by check_params: a failed run
+FILES = ("metrics/lecture/fashion_mnist.json", "metrics/lecture/mnist.json")
+
+
+def test_workflow_passes_actionlint():
+    workflow = ROOT / ".github" / "workflows" / "sweep.yml"
+    done = subprocess.run([actionlint(), str(workflow)], cwd=ROOT, capture_output=True,
+                          text=True)
+    assert done.returncode == 0, f"actionlint found problems:\n{done.stdout}{done.stderr}"
+
+
+# ------------------------------------------------------------------ the summary's logic
+
+def exp_entry(rev, lr, scores, error=None):
+    """An entry of `dvc exp show --json`: params and {metrics file: (accuracy, nll)}."""
+    return {"rev": rev, "error": error, "data": {
+        "params": {"params.yaml": {"data": {"lecture": {"finetune_classifier": {"lr": lr}},
+                                            "recipes": ["lecture"]}}},
+        "metrics": {path: {"data": {"test_accuracy": a, "test_nll": n,
+                                    "reconstruction_mse": {"layer1": 0.06}}}
+                    for path, (a, n) in scores.items()}}}
+
+
+def experiment(name, lr, scores, state="success", error=None):
+    return {"name": name, "executor": {"state": state} if state else None,
+            "revs": [exp_entry(name * 5, lr, scores, error)]}
+
+
+def shown():
+    """The issue's lr sweep as exp show reports it, with a failed and a queued run, which DVC
+    lists with the baseline's metrics files."""
+    good = {FILES[0]: (0.81, 0.52), FILES[1]: (0.91, 0.29)}
+    head = exp_entry("a" * 40, 0.1, good) | {"name": "main"}
+    head["experiments"] = [
+        experiment("lr08", 0.8, {FILES[0]: (0.1, 2.3), FILES[1]: (0.098, 99.7)}),
+        experiment("lr045", 0.45, {FILES[0]: (0.6, 12.5), FILES[1]: (0.46, 1.6)}),
+        experiment("lr02", 0.2, {FILES[0]: (0.82, 0.5), FILES[1]: (0.93, 0.25)}, state=None),
+        experiment("lr3", 3, good, state="failed", error={"msg": "Experiment run failed"}),
+        experiment("lr5", 5, good, state="queued"),
+    ]
+    workspace = exp_entry("workspace", 0.2, good) | {"experiments": None}
+    return [workspace, head]
+
+
+def test_summary_flags_collapsed_and_diverged_runs_and_ignores_failed_runs_metrics():
+    table, swept = sweep_summary.summary_table(shown())
+    assert swept == [LR]
+    rows = {(r["metrics"], r[LR]): r for r in table.to_dict("records")}
+    assert len(rows) == len(table) == 2 * 6  # no workspace row
+    mnist, fashion = FILES[1], FILES[0]
+    assert rows[mnist, 0.1]["baseline"] and rows[mnist, 0.1]["experiment"] == "main"
+    assert [rows[mnist, lr]["flag"] for lr in (0.1, 0.2, 0.45, 0.8, 3, 5)] == [
+        "", "", "", "collapsed", "diverged", "queued"]  # 0.8: 9.8 % and NLL 99.7
+    assert rows[fashion, 0.45]["flag"] == "collapsed"  # NLL 12.5 alone
+    assert rows[fashion, 0.8]["flag"] == "collapsed"  # accuracy 10 % alone
+    for lr in (3, 5):
+        assert math.isnan(rows[mnist, lr]["test_accuracy"]), "stale baseline metrics shown"
+    assert [r[LR] for r in table.to_dict("records")][:6] == [0.1, 0.2, 0.45, 0.8, 3, 5]
+
+
+def test_summary_writes_a_table_per_metrics_file_a_csv_and_a_png(tmp_path):
+    sweep_summary.write_summary(shown(), tmp_path)
+    text = (tmp_path / "summary.md").read_text()
+    assert "## lecture/mnist" in text and "## lecture/fashion_mnist" in text
+    assert f"| experiment | {LR} | test accuracy | test NLL | flag |" in text
+    assert "| **main** (baseline) | 0.1 | 91.00 % | 0.29 |  |" in text
+    assert "| lr08 | 0.8 | 9.80 % | 99.7 | **collapsed** |" in text
+    assert "| lr3 | 3 | — | — | **diverged** |" in text
+    assert "![" in text and (tmp_path / "summary.png").read_bytes().startswith(PNG_SIGNATURE)
+    assert len(list(csv.DictReader(io.StringIO((tmp_path / "summary.csv").read_text())))) == 12
+
+
+# ------------------------------------------------------------------ on a real project
+
+def summarise(path, out="summary"):
+    """Run the summary as the docs and the workflow do; the rows of its CSV."""
+    run([sys.executable, "-m", "scripts.sweep_summary", "--out", out], path)
+    return list(csv.DictReader(io.StringIO((path / out / "summary.csv").read_text())))
+
+
+def by_lr(rows):
+    """{(metrics file, lr): row} of the rows that are not flagged diverged."""
+    return {(row["metrics"], float(row[LR])): row for row in rows if row["flag"] != "diverged"}
+
+
+def headline(rows):
+    """{"<metrics file>@<lr>": {metric: value}}, the shape assert_same_metrics compares."""
+    return {f"{path}@{lr}": {key: float(row[key]) for key in sweep_summary.HEADLINE}
+            for (path, lr), row in rows.items()}
+
+
+@pytest.fixture(scope="module")
+def origin(tmp_path_factory, real_data):
+    return project_with_remotes(tmp_path_factory.mktemp("sweep"), real_data)
+
+
+@pytest.fixture(scope="module")
+def local_sweep(origin):
+    """A failing point queued, then the grid run two at a time by scripts/sweep.sh."""
+    dvc("exp", "run", "--queue", "-S", FAILING, cwd=origin)
+    output = run(["bash", "scripts/sweep.sh", "-j", "2", "-S",
+                  f"{LR}={','.join(map(str, POINTS))}"], origin)
+    assert "OMP_NUM_THREADS=" in output
+    return summarise(origin)
+
+
+def test_local_sweep_summary_flags_the_collapsed_and_the_failed_run(local_sweep):
+    files = {row["metrics"] for row in local_sweep}
+    assert set(FILES) <= files
+    for path in files:
+        rows = [row for row in local_sweep if row["metrics"] == path]
+        assert [row["baseline"] for row in rows].count("True") == 1
+        failed = [row for row in rows if row["lecture.finetune_classifier.momentum"] == "1.5"]
+        assert [(row["flag"], row["test_accuracy"]) for row in failed] == [("diverged", "")]
+    for path in FILES:  # the lecture recipe's, which the lr changes
+        collapsed = by_lr(local_sweep)[path, POINTS[1]]
+        assert collapsed["flag"] == "collapsed" and float(collapsed["test_nll"]) > 10
+
+
+def test_grid_fanned_out_over_two_runners_and_pulled_gives_the_local_sweep_table(
+        origin, local_sweep, tmp_path):
+    # What each job of .github/workflows/sweep.yml runs, on a fresh clone of its own.
+    for i, lr in enumerate(POINTS):
+        runner = clone_origin(origin, tmp_path / f"runner{i}")
+        dvc("exp", "run", "--pull", "-S", f"{LR}={lr}", cwd=runner)
+        dvc("exp", "push", "origin", cwd=runner)
+    # The summary job: every experiment of the commit, the git part only.
+    fan_in = clone_origin(origin, tmp_path / "fan-in")
+    dvc("exp", "pull", "--no-cache", "origin", cwd=fan_in)
+    pulled, local = by_lr(summarise(fan_in)), by_lr(local_sweep)
+    assert set(pulled) == set(local)
+    assert {(path, lr) for path, lr in pulled if path in FILES} == {
+        (path, lr) for path in FILES for lr in (0.1, *POINTS)}
+    assert {key: row["flag"] for key, row in pulled.items()} == {
+        key: row["flag"] for key, row in local.items()}
+    assert_same_metrics(headline(pulled), headline(local))
