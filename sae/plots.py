@@ -81,6 +81,33 @@ def training_curves(path, histories, title_prefix):
     save_png(fig, path)
 
 
+# Base-vs-head panels: (history, column, title, y label, scale of the values).
+COMPARED = (("pretrain_layer1", "train_loss", "layer 1 (784-400-784)",
+             "train reconstruction MSE", 1),
+            ("stack_layer2", "train_loss", "stacked (784-400-256-400-784)",
+             "train reconstruction MSE", 1),
+            ("finetune_classifier", "test_accuracy", "classifier", "test accuracy (%)", 100))
+
+
+def curves_base_vs_head(path, base, head, title_prefix):
+    """Two runs' training curves on shared axes, base dashed and head solid; `base` and `head`
+    map a history name to its rows, and a history a run lacks is left out."""
+    fig, axes = plt.subplots(1, len(COMPARED), figsize=(14, 4.2), layout="constrained")
+    for ax, (history, key, title, ylabel, scale) in zip(axes, COMPARED):
+        for label, histories, style in (("base", base, "o--"), ("head", head, "o-")):
+            rows = histories.get(history)
+            if rows:
+                ax.plot(_column(rows, "epoch"), scale * _column(rows, key), style, label=label,
+                        color="tab:grey" if label == "base" else "tab:blue")
+        ax.set(title=title, xlabel="epoch", ylabel=ylabel)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
+        ax.grid(alpha=0.3)
+        if ax.has_data():
+            ax.legend()
+    fig.suptitle(f"{title_prefix}: training curves, base (dashed) and head (solid)", fontsize=13)
+    save_png(fig, path)
+
+
 def class_xticks(ax, class_names):
     """Class names as x tick labels, slanted only when they are words (not digits)."""
     slant = max(len(name) for name in class_names) > 2

@@ -1,354 +1,170 @@
 """A pull-request report: what changed between a base revision and the workspace (the head).
 
-Usage, in the repository root after `dvc repro` has produced the head's metrics and plots:
+    python -m scripts.pr_report --base origin/main --out report
 
-    python scripts/pr_report.py --base origin/main --out report
-
-writes report/report.md and the PNG images it links, by relative name, beside it:
-
-- a one-line verdict per dataset (test accuracy base -> head), or a note that the base has
-  no metrics yet (a first pull request);
-- the params that changed (`dvc params diff`);
-- a table of metrics per dataset (`dvc metrics diff`), per-class accuracy by class name;
-- training curves (base dashed, head solid) and base/head confusion matrices per dataset,
-  drawn with matplotlib from the plot CSVs: the head's from the workspace, the base's from
-  git (`git show <base>:<path>`); what the base lacks is left out and said so.
-
-The datasets are those of params.yaml. Nothing here needs a network or a browser.
+Run after `dvc repro`; writes report/report.md and the PNG images it links. Diffs are DVC's
+own, paths come from dvc.yaml through DVC, and the base's plot files are read from git.
 """
 import argparse
-import csv
 import io
 import json
 import subprocess
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from the repo root
+import pandas as pd
+import torch
+from dvc.repo import Repo
 
-import matplotlib  # noqa: E402
+from sae import evaluation, plots
+from sae.atomic import write_text
+from sae.datasets import DATASETS
+from sae.params import PHASES
+from scripts import markdown_table
 
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
-
-from sae import params  # noqa: E402
-from sae.atomic import write_text  # noqa: E402
-from sae.datasets import DATASETS  # noqa: E402
-from sae.plots import class_xticks, save_png  # noqa: E402
-
-REPORT = "report.md"
-TITLE = "Stacked autoencoders: pipeline report"
-HISTORIES = ("pretrain_layer1", "stack_layer2", "finetune_classifier")
-# Curve panels: (history, column, panel title, y label, factor for the values).
-PANELS = (("pretrain_layer1", "train_loss", "layer 1 (784-400-784)", "train reconstruction MSE", 1),
-          ("stack_layer2", "train_loss", "stacked (784-400-256-400-784)",
-           "train reconstruction MSE", 1),
-          ("finetune_classifier", "test_accuracy", "classifier", "test accuracy (%)", 100))
-# Metric keys of metrics/<dataset>.json shown first and by these names; others follow as is.
-LABELS = {"test_accuracy": "test accuracy", "test_nll": "test NLL",
-          "reconstruction_mse.layer1": "reconstruction MSE, layer 1",
-          "reconstruction_mse.stacked": "reconstruction MSE, stacked"}
-PER_CLASS = "per_class_accuracy."
+ABLATION_SUMMARY = Path("plots/ablation/ablation_summary.csv")
+# The greedy arm is the pipeline as it runs, so its seed-to-seed spread is how far a re-run
+# with another seed moves; a change counts once it exceeds NOISE_FACTOR times that spread.
+NOISE_ARM, NOISE_FACTOR = "greedy", 2
+# Class names are text: MNIST's "0" must not be read as the number 0.
+CLASS_COLUMNS = {column: str for column in ("class", "actual", "predicted")}
 
 
-# ------------------------------------------------------------------ git and DVC
-
-def git(*args):
-    """stdout of a git command, or None when it fails (e.g. a path absent at a revision)."""
-    done = subprocess.run(["git", *args], capture_output=True, text=True)
-    return done.stdout if done.returncode == 0 else None
-
-
-def dvc_json(*args):
-    """The parsed --json output of a dvc command (run with this Python's dvc)."""
-    done = subprocess.run([sys.executable, "-m", "dvc", *args, "--json"],
+def dvc_diff(kind, base, *options):
+    """`dvc <kind> diff <base> --json` as {file: {key: (old, new)}}."""
+    done = subprocess.run([sys.executable, "-m", "dvc", kind, "diff", base, *options, "--json"],
                           capture_output=True, text=True)
-    if done.returncode != 0:
-        sys.exit(f"dvc {' '.join(args)} failed:\n{done.stderr}")
-    return json.loads(done.stdout or "{}")
+    if done.returncode:
+        sys.exit(f"dvc {kind} diff {base} failed:\n{done.stderr}")
+    return {path: {key: (v.get("old"), v.get("new")) for key, v in keys.items()}
+            for path, keys in json.loads(done.stdout or "{}").items()}
 
 
-def params_diff(base):
-    """{param: (old, new)} of the params that differ between `base` and the workspace."""
-    changed = {}
-    for by_param in dvc_json("params", "diff", base).values():
-        for name, change in by_param.items():
-            changed[name] = (change.get("old"), change.get("new"))
-    return dict(sorted(changed.items()))
+def evaluations():
+    """(recipe, dataset, metrics file, {CSV stem: path}) of each evaluate stage in dvc.yaml;
+    its CSVs are the histories it reads and the plots it writes, e.g. "per_class"."""
+    with Repo() as repo:
+        stages = [s for s in repo.index.stages if s.addressing.startswith("evaluate@")]
+    for stage in stages:
+        paths = [str(f) for f in (*stage.deps, *stage.outs)]
+        recipe, dataset = stage.addressing.split("@")[1].split("-")  # names hold no "-"
+        yield (recipe, dataset, next(p for p in paths if p.endswith(".json")),
+               {Path(p).stem: p for p in paths if p.endswith(".csv")})
 
 
-def metrics_diff(base):
-    """{metrics file: {metric: (old, new)}}, unchanged metrics included; old None if absent."""
-    raw = dvc_json("metrics", "diff", base, "--all")
-    return {path: {name: (v.get("old"), v.get("new")) for name, v in by_metric.items()}
-            for path, by_metric in raw.items()}
+def read_sides(base, path):
+    """[base, head] tables of a CSV, the base's from git; None for a side without it."""
+    done = subprocess.run(["git", "show", f"{base}:{path}"], capture_output=True, text=True)
+    sources = [io.StringIO(done.stdout) if done.returncode == 0 else None,
+               path if Path(path).is_file() else None]
+    return [None if s is None else pd.read_csv(s, dtype=CLASS_COLUMNS) for s in sources]
 
 
-def read_csv_rows(text):
-    return list(csv.DictReader(io.StringIO(text))) if text else None
+def seed_noise():
+    """{(recipe, dataset): (std of test accuracy, seeds)} of the ablation's greedy arm."""
+    if not ABLATION_SUMMARY.is_file():
+        return {}
+    table = pd.read_csv(ABLATION_SUMMARY).query("arm == @NOISE_ARM")
+    table = table.dropna(subset="test_accuracy_std")  # one seed has no spread
+    return {(r.recipe, r.dataset): (r.test_accuracy_std, r.test_accuracy_count)
+            for r in table.itertuples()}
 
 
-def head_rows(path):
-    """Rows of a CSV in the workspace, or None."""
-    path = Path(path)
-    return read_csv_rows(path.read_text()) if path.is_file() else None
-
-
-def base_rows(base, path):
-    """Rows of a CSV as committed at `base`, or None."""
-    return read_csv_rows(git("show", f"{base}:{path}"))
-
-
-# ------------------------------------------------------------------ formatting
-
-def percent(value):
-    return f"{100 * value:.2f} %"
-
-
-def points(diff):
-    """A change of accuracy in percentage points: '+0.77 points', '±0.00 points' if it rounds
-    to zero."""
-    rounded = round(100 * diff, 2)
-    return "±0.00 points" if rounded == 0 else f"{rounded:+.2f} points"
-
-
-def arrow(diff):
-    rounded = round(100 * diff, 2)
-    return "=" if rounded == 0 else "▲" if rounded > 0 else "▼"
-
-
-def is_accuracy(key):
-    return "accuracy" in key
-
-
-def fmt_value(key, value):
-    if value is None:
-        return "—"
-    return percent(value) if is_accuracy(key) else f"{value:.4g}"
-
-
-def fmt_change(key, old, new):
-    if old is None or new is None:
-        return "—"
-    if is_accuracy(key):
-        return points(new - old)
-    return "±0" if new == old else f"{new - old:+.4g}"
-
-
-def fmt_param(value):
-    if value is None:
-        return "—"
-    return f"`{json.dumps(value) if isinstance(value, (list, dict)) else value}`"
-
-
-def table(header, rows):
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    return lines + ["| " + " | ".join(row) + " |" for row in rows]
-
-
-# ------------------------------------------------------------------ report sections
-
-def metrics_file(dataset):
-    return f"metrics/{dataset}.json"
-
-
-def verdict(dataset, metrics, base):
-    title = DATASETS[dataset].title
-    old, new = metrics.get("test_accuracy", (None, None))
+def verdict(title, old, new, noise):
+    """One line: test accuracy base -> head, and whether the change exceeds seed noise."""
     if new is None:
         return f"- **{title}**: no metrics in the workspace (run `dvc repro`)"
     if old is None:
-        return f"- **{title}**: no metrics at base `{base}` yet; test accuracy {percent(new)}"
-    return (f"- {arrow(new - old)} **{title}**: test accuracy {percent(old)} → {percent(new)} "
-            f"({points(new - old)})")
+        return f"- **{title}**: no metrics at the base yet; test accuracy {100 * new:.2f} %"
+    change = round(100 * (new - old), 2) + 0.0  # + 0.0 turns -0.0 into 0.0
+    line = (f"- **{title}**: test accuracy {100 * old:.2f} % → {100 * new:.2f} %: "
+            f"{change:+.2f} points")
+    if noise is None:
+        return line + ", seed noise unknown (no ablation summary for this recipe and dataset)"
+    std, seeds = 100 * noise[0], int(noise[1])
+    where = "within" if abs(change) <= NOISE_FACTOR * std else "beyond"
+    return line + f", {where} seed noise (seed std {std:.2f} points over {seeds} seeds)"
 
 
-def metric_label(dataset, key):
-    if key.startswith(PER_CLASS):
-        index = key[len(PER_CLASS):]
-        names = DATASETS[dataset].class_names
-        name = names[int(index)] if index.isdigit() and int(index) < len(names) else index
-        return f"accuracy of class {name}"
-    return LABELS.get(key, key)
+def metrics_table(class_names, metrics, per_class):
+    """Headline metrics from DVC's diff (test scores first), then accuracy per class by name
+    from per_class.csv."""
+    accuracy = [side if side is None else side.set_index("class").test_accuracy
+                for side in per_class]
+    rows = [*sorted(metrics.items(), key=lambda item: (not item[0].startswith("test"), item[0])),
+            *((f"accuracy of class {name}", [a if a is None else a.get(name) for a in accuracy])
+              for name in class_names)]
+    return markdown_table(["metric", "base", "head", "change"],
+                          [[key, *cells(key, old, new)] for key, (old, new) in rows])
 
 
-def metric_order(key):
-    """Known metrics in LABELS order, then others by name, then per-class by class index."""
-    if key in LABELS:
-        return (0, list(LABELS).index(key), "")
-    if key.startswith(PER_CLASS) and key[len(PER_CLASS):].isdigit():
-        return (2, int(key[len(PER_CLASS):]), "")
-    return (1, 0, key)
+def cells(key, old, new):
+    """Base, head and change of a metric as the table shows them: accuracies in percent."""
+    percent = "accuracy" in key
+    shown = ["—" if v is None else f"{100 * v:.2f} %" if percent else f"{v:.4g}"
+             for v in (old, new)]
+    if old is None or new is None:
+        return [*shown, "—"]
+    return [*shown, f"{100 * (new - old):+.2f} points" if percent else f"{new - old:+.3g}"]
 
 
-def metrics_section(dataset, metrics):
-    rows = [[metric_label(dataset, key), fmt_value(key, old), fmt_value(key, new),
-             fmt_change(key, old, new)]
-            for key, (old, new) in sorted(metrics.items(), key=lambda kv: metric_order(kv[0]))]
-    lines = [f"### {DATASETS[dataset].title}", ""]
-    if not rows:
-        return lines + ["No metrics on either side.", ""]
-    return lines + table(["metric", "base", "head", "change"], rows) + [""]
+def confusion(rows, class_names):
+    """The confusion matrix of a confusion CSV (one row per test image)."""
+    codes = {name: i for i, name in enumerate(class_names)}
+    actual, predicted = (torch.tensor(rows[column].map(codes).to_numpy())
+                         for column in ("actual", "predicted"))
+    return evaluation.confusion_matrix(actual, predicted, len(class_names)).numpy()
 
 
-def params_section(changed):
-    lines = ["## Params", ""]
-    if not changed:
-        return lines + ["No params changed.", ""]
-    rows = [[f"`{name}`", fmt_param(old), fmt_param(new)] for name, (old, new) in changed.items()]
-    return lines + table(["param", "base", "head"], rows) + [""]
-
-
-def images_section(dataset, images, notes):
-    title = DATASETS[dataset].title
-    lines = [f"### {title}", ""]
-    for note in notes:
-        lines += [f"_{note}_", ""]
-    for caption, name in images:
-        lines += [f"![{title}: {caption}]({name})", ""]
+def figures(out, name, title, class_names, base, csvs):
+    """Draw one evaluation's base-vs-head figures; the Markdown lines that show them."""
+    histories = {phase: read_sides(base, csvs[phase]) for phase in PHASES}
+    sides = [{p: h[i].to_dict("records") for p, h in histories.items() if h[i] is not None}
+             for i in (0, 1)]
+    plots.curves_base_vs_head(out / f"{name}_curves.png", *sides, title)
+    lines = [f"![{title}: training curves, base dashed]({name}_curves.png)"]
+    for side, rows in zip(("base", "head"), read_sides(base, csvs["confusion"])):
+        if rows is None:
+            lines.append(f"_No confusion matrix at the {side}._")
+            continue
+        plots.confusion_heatmap(out / f"{name}_confusion_{side}.png",
+                                confusion(rows, class_names), class_names, f"{title}, {side}")
+        lines.append(f"![{title}: confusion matrix, {side}]({name}_confusion_{side}.png)")
     return lines
 
 
-# ------------------------------------------------------------------ figures
-
-def column(rows, key, factor=1):
-    return (np.array([float(r["epoch"]) for r in rows]),
-            np.array([factor * float(r[key]) for r in rows]))
-
-
-def curves_figure(path, title, base, head):
-    """Panels of PANELS; each side a {history: rows or None}; base dashed, head solid."""
-    fig, axes = plt.subplots(1, len(PANELS), figsize=(14, 4.2), layout="constrained")
-    for ax, (history, key, panel, ylabel, factor) in zip(axes, PANELS):
-        for label, side, style in (("base", base, "o--"), ("head", head, "o-")):
-            if side.get(history):
-                ax.plot(*column(side[history], key, factor), style, label=label,
-                        color="tab:grey" if label == "base" else "tab:blue")
-        ax.set(title=panel, xlabel="epoch", ylabel=ylabel)
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
-        ax.grid(alpha=0.3)
-        if ax.has_data():
-            ax.legend()
-    fig.suptitle(f"{title}: training curves, base (dashed) and head (solid)", fontsize=13)
-    save_png(fig, path)
-
-
-def confusion_matrix(rows, class_names):
-    """Counts of (actual, predicted) class-name pairs, rows true, columns predicted."""
-    index = {name: i for i, name in enumerate(class_names)}
-    matrix = np.zeros((len(class_names), len(class_names)), dtype=int)
-    for row in rows:
-        matrix[index[row["actual"]], index[row["predicted"]]] += 1
-    return matrix
-
-
-def draw_heatmap(ax, matrix, class_names, vmax, title):
-    image = ax.imshow(matrix, cmap="Blues", vmin=0, vmax=vmax)
-    for (i, j), count in np.ndenumerate(matrix):
-        ax.text(j, i, str(count), ha="center", va="center", fontsize=8,
-                color="white" if count > vmax / 2 else "black")
-    class_xticks(ax, class_names)
-    ax.set_yticks(range(len(class_names)), class_names)
-    ax.set(title=title, xlabel="predicted", ylabel="true")
-    return image
-
-
-def confusion_figure(path, title, class_names, matrices):
-    """One heatmap per (label, matrix) in `matrices`, side by side on one colour scale."""
-    vmax = max(1, max(int(m.max()) for _, m in matrices))
-    fig, axes = plt.subplots(1, len(matrices), figsize=(8 * len(matrices), 7.2),
-                             layout="constrained", squeeze=False)
-    for ax, (label, matrix) in zip(axes[0], matrices):
-        image = draw_heatmap(ax, matrix, class_names, vmax, label)
-    fig.colorbar(image, ax=list(axes[0]), label="test images")
-    fig.suptitle(f"{title}: confusion matrices on the test set", fontsize=13)
-    save_png(fig, path)
-
-
-def side_notes(what, base, have_base, have_head):
-    """What a figure lacks, as notes for the report (none when it has both sides)."""
-    if have_base and have_head:
-        return []
-    if have_head:
-        return [f"No {what} at base `{base}`: head only."]
-    if have_base:
-        return [f"No {what} in the workspace (run `dvc repro`): base only."]
-    return [f"No {what} at base `{base}` nor in the workspace."]
-
-
-def curves_image(dataset, base, out):
-    """Draw `<dataset>_curves.png` into `out`: ([(caption, file name)], [note])."""
-    paths = {h: f"plots/{dataset}/{h}.csv" for h in HISTORIES}
-    old = {h: base_rows(base, path) for h, path in paths.items()}
-    new = {h: head_rows(path) for h, path in paths.items()}
-    notes = side_notes("training curves", base, any(old.values()), any(new.values()))
-    if not (any(old.values()) or any(new.values())):
-        return [], notes
-    name = f"{dataset}_curves.png"
-    curves_figure(out / name, DATASETS[dataset].title, old, new)
-    return [("training curves", name)], notes
-
-
-def confusion_image(dataset, base, out):
-    """Draw `<dataset>_confusion.png` into `out`: ([(caption, file name)], [note])."""
-    info, path = DATASETS[dataset], f"plots/{dataset}/confusion.csv"
-    old, new = base_rows(base, path), head_rows(path)
-    notes = side_notes("confusion matrix", base, bool(old), bool(new))
-    sides = [(label, rows) for label, rows in ((f"base ({base})", old), ("head", new)) if rows]
-    if not sides:
-        return [], notes
-    name = f"{dataset}_confusion.png"
-    matrices = [(label, confusion_matrix(rows, info.class_names)) for label, rows in sides]
-    confusion_figure(out / name, info.title, info.class_names, matrices)
-    return [("confusion matrices", name)], notes
-
-
-def dataset_images(dataset, base, out):
-    """Both figures of a dataset: ([(caption, file name)], [note])."""
-    curves, curve_notes = curves_image(dataset, base, out)
-    confusion, confusion_notes = confusion_image(dataset, base, out)
-    return curves + confusion, curve_notes + confusion_notes
-
-
-# ------------------------------------------------------------------ main
-
 def build_report(base, out):
-    """The text of report.md; draws the images into `out` on the way."""
-    short = (git("rev-parse", "--short", base) or "").strip()
-    if not short:
-        sys.exit(f"unknown git revision: {base}")
-    datasets = params.load().datasets
-    metrics = metrics_diff(base)
-    per_dataset = {d: metrics.get(metrics_file(d), {}) for d in datasets}
-    lines = [f"# {TITLE}", "",
-             f"Base `{base}` (`{short}`) → head (this branch's workspace after `dvc repro`).", ""]
-    lines += [verdict(d, per_dataset[d], base) for d in datasets] + [""]
-    lines += params_section(params_diff(base))
-    lines += ["## Metrics", ""]
-    for d in datasets:
-        lines += metrics_section(d, per_dataset[d])
-    lines += ["## Plots", ""]
-    for d in datasets:
-        lines += images_section(d, *dataset_images(d, base, out))
-    return "\n".join(lines).rstrip() + "\n"
-
-
-def parse_args(argv):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--base", required=True,
-                        help="git revision to compare with, e.g. origin/main")
-    parser.add_argument("--out", required=True, type=Path, help="folder for report.md and images")
-    return parser.parse_args(argv)
+    """The text of report.md; draws its images into `out` on the way."""
+    metrics, noise = dvc_diff("metrics", base, "--all"), seed_noise()
+    verdicts, sections = [], []
+    for recipe, dataset, metrics_file, csvs in evaluations():
+        info, found = DATASETS[dataset], metrics.get(metrics_file, {})
+        title = f"{info.title}, {recipe}"
+        verdicts.append(verdict(title, *found.get("test_accuracy", (None, None)),
+                                noise.get((recipe, dataset))))
+        table = metrics_table(info.class_names, found, read_sides(base, csvs["per_class"]))
+        sections += [f"## {title}", "", table, "", *figures(
+            out, f"{recipe}_{dataset}", title, info.class_names, base, csvs), ""]
+    changed = [[f"`{key}`", f"`{old}`", f"`{new}`"]
+               for keys in dvc_diff("params", base).values() for key, (old, new) in keys.items()]
+    return "\n".join([
+        "# Stacked autoencoders: pull-request report", "",
+        f"Base `{base}` → head (this branch after `dvc repro`). Seed noise is the standard "
+        f"deviation of test accuracy over seeds in the ablation's {NOISE_ARM} arm "
+        f"(`{ABLATION_SUMMARY}`); a change larger than {NOISE_FACTOR} times that is beyond it.",
+        "", *verdicts, "", "## Params", "",
+        markdown_table(["param", "base", "head"], changed) if changed else "No params changed.",
+        "", *sections])
 
 
 def main(argv=None):
-    args = parse_args(argv)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--base", required=True, help="git revision to compare with")
+    parser.add_argument("--out", required=True, type=Path, help="folder for report.md")
+    args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
-    write_text(args.out / REPORT, build_report(args.base, args.out))
-    print(f"wrote {args.out / REPORT}")
+    write_text(args.out / "report.md", build_report(args.base, args.out).rstrip() + "\n")
+    print(f"wrote {args.out / 'report.md'}")
 
 
 if __name__ == "__main__":
