@@ -4,7 +4,7 @@
 # the 4-point lecture.finetune_classifier.lr sweep run one and two at a time, timed, and its
 # summary (stages on CUDA run with deterministic algorithms: see sae/train.py setup()).
 #
-#   bash benchmarks/gpu_check.sh DATA_DIR
+#   bash benchmarks/gpu_check.sh DATA_DIR  (from the repository root)
 #
 # DATA_DIR holds mnist/ and fashion_mnist/ with the four IDX files each (gzipped is fine), as
 # GPU machines often have no network. Needs python3 with the project's packages installed
@@ -19,7 +19,7 @@ scratch=$(mktemp -d)
 for f in "$data"/mnist/*; do
   case "$f" in *.gz) gunzip -c "$f" >"$scratch/$(basename "$f" .gz)" ;; *) cp "$f" "$scratch/" ;; esac
 done
-python3 benchmarks/train_speed.py --device cuda --precisions float32 --data "$scratch"
+python3 -m benchmarks.train_speed --device cuda --precisions float32 --data "$scratch"
 
 # The whole pipeline from those files (this edits params.yaml and, below, commits: run it in
 # a scratch clone, `git clone` of this repository).

@@ -1,37 +1,44 @@
 """Training speed: the project's loop against the lecture's loop and against this machine's
-matrix-product rate, per training stage, at float32 and float64, on a full dataset.
+matrix-product rate, per training stage, at float32 and float64, on a full dataset; and the
+fused MSE of sae.train against F.mse_loss in the autoencoder stages.
 
-    python benchmarks/train_speed.py --data data/mnist
+    python -m benchmarks.train_speed --data data/mnist
 
 The lecture's loop is the notebook's: torchvision dataset, DataLoader with per-image
 ToTensor (num_workers=4), hand-written SGD, batch 1000. "matmul share" is the time the
 stage's matrix products alone take at the rate measured here for the same shapes, layouts
 and precision, divided by the stage's epoch time: 100 % would mean nothing but matrix
-products. Both are the best of several repetitions, as the machine is shared and noisy.
+products. The fused-MSE A/B times the same stage with each loss in turn, alternating, so
+that a change in the machine's load hits both alike. All times are the best of several
+repetitions, as the machine is shared and noisy.
 """
 import argparse
 import contextlib
 import dataclasses
 import io
 import platform
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 import torchvision
 from torch.utils.data import DataLoader
 from torchvision import transforms
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from sae import model, params
+from sae.datasets import load_split
+from sae.evaluation import classification_scores
+from sae.params import PHASES
+from sae.train import DTYPES, classification_loss, fit, predict, reconstruction_loss
 
-from sae import model, params  # noqa: E402
-from sae.datasets import load_split  # noqa: E402
-from sae.evaluation import classification_scores  # noqa: E402
-from sae.train import DTYPES, classification_loss, fit, predict, reconstruction_loss  # noqa: E402
+RECIPE = "lecture"  # the lecture's loop is the reference: same batch size and network
 
-PHASES = ("pretrain_layer1", "stack_layer2", "finetune_classifier")
+
+def unfused_mse(output, inputs, targets):
+    """The reconstruction loss as plain PyTorch computes it: the A/B's other arm."""
+    return F.mse_loss(output, inputs)
 
 
 def build(phase_name, p):
@@ -90,12 +97,14 @@ def matmul_seconds(products, device, rounds=5, repeats=10):
     return total
 
 
-def project_epoch(phase_name, p, images, labels, test_images, test_labels, epochs=3):
-    """Seconds per epoch of sae.train.fit: the best of `epochs` after a warm-up epoch."""
+def project_epoch(phase_name, p, images, labels, test_images, test_labels, epochs=3,
+                  loss=None):
+    """Seconds per epoch of sae.train.fit: the best of `epochs` after a warm-up epoch; `loss`
+    replaces the stage's own loss function."""
     phase = dataclasses.replace(getattr(p, phase_name), epochs=1)
     classify = phase_name == "finetune_classifier"
     net = build(phase_name, p).to(images.device, images.dtype)
-    loss = classification_loss if classify else reconstruction_loss
+    loss = loss or (classification_loss if classify else reconstruction_loss)
     targets = labels if classify else None
     after = ((lambda n: classification_scores(predict(n, test_images, phase.batch_size),
                                               test_labels)) if classify else None)
@@ -107,6 +116,16 @@ def project_epoch(phase_name, p, images, labels, test_images, test_labels, epoch
             fit(net, images, targets, loss, phase, 0, "timed", after)
             times.append(time.perf_counter() - start)
     return min(times)
+
+
+def mse_ab(phase_name, p, data, repeats):
+    """Seconds per epoch of an autoencoder stage with the fused MSE and with F.mse_loss, each
+    the best of `repeats` rounds that alternate the two."""
+    best = {reconstruction_loss: float("inf"), unfused_mse: float("inf")}
+    for _ in range(repeats):
+        for loss in best:
+            best[loss] = min(best[loss], project_epoch(phase_name, p, *data, epochs=1, loss=loss))
+    return best[reconstruction_loss], best[unfused_mse]
 
 
 def lecture_epoch(phase_name, p, root, dataset_class, dtype, device):
@@ -154,10 +173,11 @@ def main():
     parser.add_argument("--data", default="data/mnist", help="folder with the MNIST IDX files")
     parser.add_argument("--precisions", nargs="+", default=["float32", "float64"])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--repeats", type=int, default=3, help="timed epochs per measurement")
     args = parser.parse_args()
     device = torch.device(args.device)
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
-    p = params.load()
+    p = params.load().recipe(RECIPE)
     dataset_class = torchvision.datasets.MNIST
     root = torchvision_root(args.data, dataset_class)
     print(f"# {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
@@ -166,17 +186,17 @@ def main():
     print("| stage | precision | project s/epoch | lecture s/epoch | speed-up | GFLOP/epoch "
           "| project GFLOP/s | matmul-only s/epoch | matmul share |")
     print("|---|---|---|---|---|---|---|---|---|")
+    ab_rows = []
     for precision in args.precisions:
         dtype = DTYPES[precision]
         torch.set_default_dtype(dtype)
-        images, labels, test_images, test_labels = (
-            t.to(device, dtype) if t.is_floating_point() else t.to(device)
-            for t in (*load_split(args.data, train=True), *load_split(args.data, train=False)))
+        data = [t.to(device, dtype) if t.is_floating_point() else t.to(device)
+                for t in (*load_split(args.data, train=True), *load_split(args.data, train=False))]
         for name in PHASES:
-            ours = project_epoch(name, p, images, labels, test_images, test_labels)
+            ours = project_epoch(name, p, *data, epochs=args.repeats)
             theirs = lecture_epoch(name, p, root, dataset_class, dtype, device)
             classify = name == "finetune_classifier"
-            products = epoch_matmuls(build(name, p), len(images), len(test_images),
+            products = epoch_matmuls(build(name, p), len(data[0]), len(data[2]),
                                      getattr(p, name).batch_size, classify)
             flops = sum(2 * a.shape[0] * a.shape[1] * b.shape[1] * count
                         for a, b, count in products)
@@ -184,7 +204,13 @@ def main():
             print(f"| {name} | {precision} | {ours:.2f} | {theirs:.2f} | {theirs / ours:.1f}x "
                   f"| {flops / 1e9:.0f} | {flops / ours / 1e9:.0f} | {floor:.2f} "
                   f"| {100 * floor / ours:.0f} % |", flush=True)
-
+            if not classify:
+                fused, unfused = mse_ab(name, p, data, args.repeats)
+                ab_rows.append(f"| {name} | {precision} | {fused:.3f} | {unfused:.3f} "
+                               f"| {unfused / fused:.3f} |")
+    print("\n| stage | precision | fused MSE s/epoch | F.mse_loss s/epoch | F.mse_loss / fused |")
+    print("|---|---|---|---|---|")
+    print("\n".join(ab_rows))
 
 if __name__ == "__main__":
     main()
