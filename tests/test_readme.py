@@ -1,0 +1,105 @@
+"""README.md stays short, and its results tables are what the committed metrics and plot CSVs
+say: scripts.readme_results renders them, and its --check fails when the README drifts."""
+import json
+
+import pandas as pd
+import pytest
+
+from sae.datasets import DATASETS
+from scripts import readme_results
+from tests.conftest import ROOT
+
+MAX_README_BYTES = 12 * 1024
+LAYER1 = [0.1918, 0.1007, 0.09, 0.08, 0.075, 0.072, 0.07, 0.068, 0.067, 0.0663]
+STACKED = [0.0877, 0.07, 0.0665, 0.0588, 0.058, 0.057, 0.056, 0.055, 0.054, 0.0533]
+ACCURACY = [0.598, 0.7849, 0.8553, 0.8814, 0.89, 0.9, 0.905, 0.91, 0.912, 0.9133]
+NLL = [1.6, 1.049, 0.629, 0.481, 0.45, 0.4, 0.37, 0.34, 0.32, 0.302]
+
+
+def write_results(root, recipe, dataset, accuracy=0.9133):
+    """Committed results of one recipe and dataset in dvc.yaml's layout, with known numbers."""
+    metrics = {"test_accuracy": accuracy, "test_nll": 0.2919,
+               "reconstruction_mse": {"layer1": 0.066, "pca_layer1": 0.00033, "stacked": 0.0675,
+                                      "pca_stacked": 0.0015, "mean_image": 0.0675}}
+    (root / "metrics" / recipe).mkdir(parents=True, exist_ok=True)
+    (root / "metrics" / recipe / f"{dataset}.json").write_text(json.dumps(metrics))
+    folder = root / "plots" / recipe / dataset
+    folder.mkdir(parents=True, exist_ok=True)
+    epochs = range(1, 11)
+    for phase, columns in (("pretrain_layer1", {"train_loss": LAYER1}),
+                           ("stack_layer2", {"train_loss": STACKED}),
+                           ("finetune_classifier", {"train_loss": NLL, "test_loss": NLL,
+                                                    "test_accuracy": ACCURACY})):
+        pd.DataFrame({"epoch": epochs, **columns}).to_csv(folder / f"{phase}.csv", index=False)
+    per_class = [0.9796, 0.9745, 0.87, 0.88, 0.95, 0.8733, 0.94, 0.92, 0.87, 0.88]
+    pd.DataFrame({"class": DATASETS[dataset].class_names, "test_accuracy": per_class}).to_csv(
+        folder / "per_class.csv", index=False)
+
+
+@pytest.fixture
+def results(tmp_path):
+    """A repository root with results of both recipes on both datasets and a README."""
+    for dataset in DATASETS:
+        write_results(tmp_path, "lecture", dataset)
+        write_results(tmp_path, "tuned", dataset, accuracy=0.98765)
+    (tmp_path / "README.md").write_text(f"# Title\n\n{readme_results.START}\nold tables\n"
+                                        f"{readme_results.END}\n\n## Next\n")
+    return tmp_path
+
+
+def cells(block):
+    """{first cell: the other cells} of every Markdown table row in `block`."""
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in block.splitlines()
+            if line.startswith("|")]
+    return {row[0]: row[1:] for row in rows}
+
+
+def test_lecture_tables_put_the_pipeline_beside_the_lecture_and_the_rerun(results):
+    rows = cells(readme_results.render(results))
+    assert rows["layer-1 train MSE, epochs 1, 2"] == ["~0.19, ~0.10", "0.192, 0.101",
+                                                      "0.1918, 0.1007"]
+    assert rows["stacked train MSE, epoch 1 → 10"][2] == "0.0877 → 0.0533"
+    assert rows["classifier test accuracy, epochs 1-4"][2] == "59.80, 78.49, 85.53, 88.14"
+    assert rows["classifier train NLL, epochs 2-4"][2] == "1.049, 0.629, 0.481"
+    assert rows["classifier train NLL, epoch 10 (test NLL)"][2] == "0.302 (0.292)"
+    assert rows["per-class test accuracy 0, 1, 5"][2] == "97.96, 97.45, 87.33"
+    assert rows["stacked train MSE, epoch 1; first epoch below layer 1's end"][2] == (
+        "0.0877; epoch 4 (0.0588)")
+    assert rows["weakest classes"][2] == "Pullover 87.0 %, Bag 87.0 %"
+    assert rows["test reconstruction MSE, layer 1 / stacked"][2] == "0.0660 / 0.0675"
+    # Both datasets' tables have this row: the later (Fashion-MNIST) one is kept here.
+    assert rows["classifier test accuracy, final (epoch 10)"] == ["–", "80.83 %", "91.33 %"]
+
+
+def test_tuned_row_gives_accuracy_and_mse_as_a_multiple_of_pca(results):
+    rows = cells(readme_results.render(results))
+    for info in DATASETS.values():
+        assert rows[info.title] == ["98.77 %", "0.292", "200.00×", "45.00×"]
+
+
+def test_check_fails_on_a_stale_block_until_it_is_rendered(results, capsys):
+    argv = ["--check", "--root", str(results)]
+    with pytest.raises(SystemExit, match="run `python -m scripts.readme_results`"):
+        readme_results.main(argv)
+    readme_results.main(["--root", str(results)])
+    readme_results.main(argv)  # no SystemExit: up to date
+    text = (results / "README.md").read_text()
+    assert text.startswith("# Title\n\n<!-- results:start -->") and text.endswith("\n\n## Next\n")
+    assert "old tables" not in text
+
+
+def test_check_needs_the_markers(results):
+    (results / "README.md").write_text("# Title\n")
+    with pytest.raises(SystemExit, match="no <!-- results:start -->"):
+        readme_results.main(["--check", "--root", str(results)])
+
+
+def test_readme_results_are_those_of_the_committed_files():
+    if not (ROOT / "metrics").is_dir():
+        pytest.skip("metrics/ is absent: no committed results to check README.md against yet")
+    readme_results.main(["--check", "--root", str(ROOT)])
+
+
+def test_readme_is_short():
+    size = (ROOT / "README.md").stat().st_size
+    assert size <= MAX_README_BYTES, f"README.md is {size} bytes; move detail to docs/"
