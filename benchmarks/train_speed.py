@@ -167,6 +167,19 @@ def torchvision_root(data_dir, dataset_class):
     return str(root)
 
 
+def speed_row(name, precision, p, data, root, dataset_class, device, repeats):
+    """One row of the speed table: ours against the lecture's loop and the matmul floor."""
+    ours = project_epoch(name, p, *data, epochs=repeats)
+    theirs = lecture_epoch(name, p, root, dataset_class, DTYPES[precision], device)
+    products = epoch_matmuls(build(name, p), len(data[0]), len(data[2]),
+                             getattr(p, name).batch_size, name == "finetune_classifier")
+    flops = sum(2 * a.shape[0] * a.shape[1] * b.shape[1] * count for a, b, count in products)
+    floor = matmul_seconds(products, device)
+    return (f"| {name} | {precision} | {ours:.2f} | {theirs:.2f} | {theirs / ours:.1f}x "
+            f"| {flops / 1e9:.0f} | {flops / ours / 1e9:.0f} | {floor:.2f} "
+            f"| {100 * floor / ours:.0f} % |")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -174,6 +187,7 @@ def main():
     parser.add_argument("--precisions", nargs="+", default=["float32", "float64"])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--repeats", type=int, default=3, help="timed epochs per measurement")
+    parser.add_argument("--ab-only", action="store_true", help="only the fused-MSE A/B")
     args = parser.parse_args()
     device = torch.device(args.device)
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
@@ -183,9 +197,10 @@ def main():
     print(f"# {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
           f"torch {torch.__version__}, torchvision {torchvision.__version__}, "
           f"python {platform.python_version()}, device {where}")
-    print("| stage | precision | project s/epoch | lecture s/epoch | speed-up | GFLOP/epoch "
-          "| project GFLOP/s | matmul-only s/epoch | matmul share |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    if not args.ab_only:
+        print("| stage | precision | project s/epoch | lecture s/epoch | speed-up | GFLOP/epoch "
+              "| project GFLOP/s | matmul-only s/epoch | matmul share |")
+        print("|---|---|---|---|---|---|---|---|---|")
     ab_rows = []
     for precision in args.precisions:
         dtype = DTYPES[precision]
@@ -193,18 +208,10 @@ def main():
         data = [t.to(device, dtype) if t.is_floating_point() else t.to(device)
                 for t in (*load_split(args.data, train=True), *load_split(args.data, train=False))]
         for name in PHASES:
-            ours = project_epoch(name, p, *data, epochs=args.repeats)
-            theirs = lecture_epoch(name, p, root, dataset_class, dtype, device)
-            classify = name == "finetune_classifier"
-            products = epoch_matmuls(build(name, p), len(data[0]), len(data[2]),
-                                     getattr(p, name).batch_size, classify)
-            flops = sum(2 * a.shape[0] * a.shape[1] * b.shape[1] * count
-                        for a, b, count in products)
-            floor = matmul_seconds(products, device)
-            print(f"| {name} | {precision} | {ours:.2f} | {theirs:.2f} | {theirs / ours:.1f}x "
-                  f"| {flops / 1e9:.0f} | {flops / ours / 1e9:.0f} | {floor:.2f} "
-                  f"| {100 * floor / ours:.0f} % |", flush=True)
-            if not classify:
+            if not args.ab_only:
+                print(speed_row(name, precision, p, data, root, dataset_class, device,
+                                args.repeats), flush=True)
+            if name != "finetune_classifier":
                 fused, unfused = mse_ab(name, p, data, args.repeats)
                 ab_rows.append(f"| {name} | {precision} | {fused:.3f} | {unfused:.3f} "
                                f"| {unfused / fused:.3f} |")
