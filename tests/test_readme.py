@@ -36,14 +36,28 @@ def write_results(root, recipe, dataset, accuracy=0.9133):
         folder / "per_class.csv", index=False)
 
 
+def write_ablation_summary(root):
+    """An ablation summary as scripts.ablation writes it: greedy 90 ± 1 %, others 80 ± 2 %."""
+    rows = [{"recipe": recipe, "dataset": dataset, "arm": arm,
+             "test_accuracy_mean": 0.9 if arm == "greedy" else 0.8,
+             "test_accuracy_std": 0.01 if arm == "greedy" else 0.02, "test_accuracy_count": 3}
+            for recipe in ("lecture", "tuned") for dataset in DATASETS
+            for arm in readme_results.ARM_TITLES]
+    (root / "plots" / "ablation").mkdir(parents=True)
+    pd.DataFrame(rows).to_csv(root / "plots" / "ablation" / "ablation_summary.csv", index=False)
+
+
 @pytest.fixture
 def results(tmp_path):
-    """A repository root with results of both recipes on both datasets and a README."""
+    """A repository root with results of both recipes on both datasets, an ablation summary
+    and a README."""
     for dataset in DATASETS:
         write_results(tmp_path, "lecture", dataset)
         write_results(tmp_path, "tuned", dataset, accuracy=0.98765)
-    (tmp_path / "README.md").write_text(f"# Title\n\n{readme_results.START}\nold tables\n"
-                                        f"{readme_results.END}\n\n## Next\n")
+    write_ablation_summary(tmp_path)
+    (tmp_path / "README.md").write_text(
+        f"# Title\n\n{readme_results.START}\nold tables\n{readme_results.END}\n\n## Next\n"
+        f"{readme_results.LEARN_START}\nold\n{readme_results.LEARN_END}\n")
     return tmp_path
 
 
@@ -84,8 +98,21 @@ def test_check_fails_on_a_stale_block_until_it_is_rendered(results, capsys):
     readme_results.main(["--root", str(results)])
     readme_results.main(argv)  # no SystemExit: up to date
     text = (results / "README.md").read_text()
-    assert text.startswith("# Title\n\n<!-- results:start -->") and text.endswith("\n\n## Next\n")
-    assert "old tables" not in text
+    assert text.startswith("# Title\n\n<!-- results:start -->")
+    assert f"## Next\n{readme_results.LEARN_START}\n{readme_results.NOTE}\n" in text
+    assert text.endswith(f"{readme_results.LEARN_END}\n")
+    assert "old tables" not in text and "\nold\n" not in text
+
+
+def test_learn_block_sets_each_autoencoder_beside_pca_and_the_ablation_arms(results):
+    block = readme_results.render_learn(results)
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in block.splitlines()
+            if line.startswith("| MNIST") or line.startswith("| lecture")]
+    # layer 1: MSE 0.066 is 200 times PCA's 0.00033; the mean image predicts 0.0675
+    assert ["MNIST", "layer 1 (code 400)", "0.0660 (200×)", "0.0660 (200×)", "0.00033",
+            "0.0675"] in rows
+    assert ["lecture", "MNIST", "90.00 ± 1.00 (3)", "80.00 ± 2.00 (3)", "80.00 ± 2.00 (3)",
+            "80.00 ± 2.00 (3)"] in rows
 
 
 def test_check_needs_the_markers(results):
