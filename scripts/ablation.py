@@ -60,6 +60,13 @@ def dvc(*args, env=None):
     return done.stdout
 
 
+def remove_earlier(names):
+    """Remove the experiments of an earlier study, so that every name is this study's."""
+    earlier = set(dvc("exp", "list", "-A", "--name-only").split()) & set(names)
+    if earlier:
+        dvc("exp", "remove", *sorted(earlier))
+
+
 def queue(p, seeds):
     """Queue every run, greedy arms first so that the others find their stages cached."""
     names = []
@@ -87,7 +94,8 @@ def run_queue(jobs):
 def collect(names):
     """One row per finished run: arm, recipe, dataset, seed and the metrics."""
     rows = []
-    for baseline in json.loads(dvc("exp", "show", "--json")):
+    # All commits: the study's baseline need not be HEAD any more when it is collected.
+    for baseline in json.loads(dvc("exp", "show", "--json", "-A")):
         for exp in baseline.get("experiments") or []:
             if exp.get("name") in names:
                 rows.append(row(exp["name"], exp["revs"][0]["data"]))
@@ -147,6 +155,7 @@ def main(argv=None):
     names = [run_name(arm, r, d, s) for arm in ARMS for r in p.recipes for d in p.datasets
              for s in args.seeds]
     if not args.collect_only:
+        remove_earlier(names)
         queue(p, args.seeds)
         run_queue(args.jobs)
     table = collect(set(names))
