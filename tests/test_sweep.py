@@ -75,6 +75,9 @@ def test_summary_flags_collapsed_and_diverged_runs_and_ignores_failed_runs_metri
     for lr in (3, 5):
         assert math.isnan(rows[mnist, lr]["test_accuracy"]), "stale baseline metrics shown"
     assert [r[LR] for r in table.to_dict("records")][:6] == [0.1, 0.2, 0.45, 0.8, 3, 5]
+    # a baseline without results (none committed yet) is no diverged run
+    assert sweep_summary.flag(None, True, math.nan, math.nan) == ""
+    assert sweep_summary.flag(None, False, math.nan, math.nan) == "diverged"
 
 
 def test_summary_writes_a_table_per_metrics_file_a_csv_and_a_png(tmp_path):
