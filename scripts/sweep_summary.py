@@ -34,6 +34,7 @@ from matplotlib.lines import Line2D  # noqa: E402
 
 from sae.atomic import write_text  # noqa: E402
 from sae.plots import save_png  # noqa: E402
+from scripts import markdown_table  # noqa: E402
 
 HEADLINE = {"test_accuracy": "test accuracy", "test_nll": "test NLL"}
 CHANCE = 0.1  # ten classes
@@ -178,14 +179,11 @@ def markdown(table, swept, image):
         lines += [f"![headline metrics against the swept params]({image})", ""]
     header = ["experiment", *swept, *HEADLINE.values(), "flag"]
     for path, group in table.groupby("metrics", sort=False):
-        lines += [f"## {label(path)}", "", f"`{path}`", "",
-                  "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-        for row in group.to_dict("records"):
-            name = f"**{row['experiment']}** (baseline)" if row["baseline"] else row["experiment"]
-            cells = [name, *(fmt(row[p]) for p in swept), fmt(row["test_accuracy"], True),
-                     fmt(row["test_nll"]), f"**{row['flag']}**" if row["flag"] else ""]
-            lines.append("| " + " | ".join(cells) + " |")
-        lines.append("")
+        rows = [[f"**{row['experiment']}** (baseline)" if row["baseline"] else row["experiment"],
+                 *(fmt(row[p]) for p in swept), fmt(row["test_accuracy"], True),
+                 fmt(row["test_nll"]), f"**{row['flag']}**" if row["flag"] else ""]
+                for row in group.to_dict("records")]
+        lines += [f"## {label(path)}", "", f"`{path}`", "", markdown_table(header, rows), ""]
     return "\n".join(lines)
 
 

@@ -13,7 +13,8 @@ import pytest
 from scripts import sweep_summary
 from tests.conftest import ROOT, clone_origin, dvc, project_with_remotes, run
 from tests.test_experiments import assert_same_metrics
-from tests.test_pr_report import PNG_SIGNATURE, actionlint
+from tests.test_plots import PNG_SIGNATURE
+from tests.test_pr_report import actionlint
 
 LR = "lecture.finetune_classifier.lr"
 POINTS = (0.2, 1000000)  # a working lr and one that collapses the classifier
