@@ -34,6 +34,7 @@ from matplotlib.lines import Line2D  # noqa: E402
 
 from sae.atomic import write_text  # noqa: E402
 from sae.plots import save_png  # noqa: E402
+from scripts import markdown_table  # noqa: E402
 
 HEADLINE = {"test_accuracy": "test accuracy", "test_nll": "test NLL"}
 CHANCE = 0.1  # ten classes
@@ -100,18 +101,18 @@ def swept_params(records):
 
 # ------------------------------------------------------------------ the table
 
-def number(value):
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) \
-        else math.nan
+def is_number(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def flag(state, baseline, accuracy, nll):
-    """'' for a healthy run, else what the module docstring lists."""
+    """'' for a healthy run (or a baseline without results), else what the module
+    docstring lists."""
     if state in PENDING:
         return state
-    if state == "failed" or (math.isnan(accuracy) and not baseline):
-        return "diverged"
-    if accuracy <= COLLAPSED_ACCURACY or nll > COLLAPSED_NLL or not math.isfinite(nll):
+    if state == "failed" or math.isnan(accuracy):
+        return "" if baseline else "diverged"
+    if accuracy <= COLLAPSED_ACCURACY or not nll <= COLLAPSED_NLL:  # NaN NLL too
         return "collapsed"
     return ""
 
@@ -120,14 +121,13 @@ def param_order(value):
     """Numbers before text, numerically; missing last."""
     if value is None:
         return (2, 0, "")
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return (0, value, "")
-    return (1, 0, json.dumps(value))
+    return (0, value, "") if is_number(value) else (1, 0, json.dumps(value))
 
 
 def summary_table(shown):
-    """One row per run and metrics file: experiment, rev, baseline, the swept params, the
-    headline metrics and the flag; sorted by metrics file, then by the swept params."""
+    """(table, swept params): the table has one row per run and metrics file (experiment,
+    rev, baseline, the swept params, the headline metrics, the flag), sorted by metrics file,
+    then by the swept params."""
     records = list(runs(shown))
     swept = swept_params(records)
     files = sorted({path for r in records for path in r["metrics"]})
@@ -135,7 +135,8 @@ def summary_table(shown):
     for r in sorted(records, key=lambda r: [param_order(r["params"].get(p)) for p in swept]):
         for path in files:
             metrics = r["metrics"].get(path, {})
-            values = {key: number(metrics.get(key)) for key in HEADLINE}
+            values = {key: float(metrics[key]) if is_number(metrics.get(key)) else math.nan
+                      for key in HEADLINE}
             rows.append({"metrics": path, "experiment": r["experiment"], "rev": r["rev"],
                          "baseline": r["baseline"],
                          **{p: r["params"].get(p) for p in swept}, **values,
@@ -178,21 +179,18 @@ def markdown(table, swept, image):
         lines += [f"![headline metrics against the swept params]({image})", ""]
     header = ["experiment", *swept, *HEADLINE.values(), "flag"]
     for path, group in table.groupby("metrics", sort=False):
-        lines += [f"## {label(path)}", "", f"`{path}`", "",
-                  "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-        for row in group.to_dict("records"):
-            name = f"**{row['experiment']}** (baseline)" if row["baseline"] else row["experiment"]
-            cells = [name, *(fmt(row[p]) for p in swept), fmt(row["test_accuracy"], True),
-                     fmt(row["test_nll"]), f"**{row['flag']}**" if row["flag"] else ""]
-            lines.append("| " + " | ".join(cells) + " |")
-        lines.append("")
+        rows = [[f"**{row['experiment']}** (baseline)" if row["baseline"] else row["experiment"],
+                 *(fmt(row[p]) for p in swept), fmt(row["test_accuracy"], True),
+                 fmt(row["test_nll"]), f"**{row['flag']}**" if row["flag"] else ""]
+                for row in group.to_dict("records")]
+        lines += [f"## {label(path)}", "", f"`{path}`", "", markdown_table(header, rows), ""]
     return "\n".join(lines)
 
 
 # ------------------------------------------------------------------ figure
 
 def numeric(values):
-    return all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
+    return all(is_number(v) for v in values)
 
 
 def panel(ax, table, x_name, metric, connect):

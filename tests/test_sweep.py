@@ -13,7 +13,8 @@ import pytest
 from scripts import sweep_summary
 from tests.conftest import ROOT, clone_origin, dvc, project_with_remotes, run
 from tests.test_experiments import assert_same_metrics
-from tests.test_pr_report import PNG_SIGNATURE, actionlint
+from tests.test_plots import PNG_SIGNATURE
+from tests.test_pr_report import actionlint
 
 LR = "lecture.finetune_classifier.lr"
 POINTS = (0.2, 1000000)  # a working lr and one that collapses the classifier
@@ -75,6 +76,9 @@ def test_summary_flags_collapsed_and_diverged_runs_and_ignores_failed_runs_metri
     for lr in (3, 5):
         assert math.isnan(rows[mnist, lr]["test_accuracy"]), "stale baseline metrics shown"
     assert [r[LR] for r in table.to_dict("records")][:6] == [0.1, 0.2, 0.45, 0.8, 3, 5]
+    # a baseline without results (none committed yet) is no diverged run
+    assert sweep_summary.flag(None, True, math.nan, math.nan) == ""
+    assert sweep_summary.flag(None, False, math.nan, math.nan) == "diverged"
 
 
 def test_summary_writes_a_table_per_metrics_file_a_csv_and_a_png(tmp_path):

@@ -6,7 +6,8 @@ import os
 import pytest
 import torch
 
-from sae.model import autoencoder, save_checkpoint, stack
+from sae import params
+from sae.model import StackedNet, planned_config, save_checkpoint
 from tests.conftest import ROOT, dvc, run, run_stage
 
 THREADS = (1, 2, 4)
@@ -20,10 +21,12 @@ def digests(folder):
             for path in sorted(folder.iterdir())}
 
 
-def stacked_checkpoint(path):
-    """An untrained 784-400-256-400-784 network: fine-tuning starts from any weights."""
+def stacked_checkpoint(path, recipe):
+    """An untrained stacked network as params.yaml plans it: fine-tuning starts from any
+    weights."""
     torch.manual_seed(0)
-    save_checkpoint(stack(autoencoder(784, 400, "tanh", "sigmoid"), 256, "tanh", "tanh"), path)
+    planned = planned_config(params.load().recipe(recipe), "stack_layer2")
+    save_checkpoint(StackedNet.from_config(planned), path)
 
 
 @pytest.mark.parametrize("recipe", ["lecture", "tuned"])
@@ -37,7 +40,7 @@ def test_stage_outputs_are_byte_identical_for_any_thread_count(name, recipe, in_
     project = in_project(**SMALL)
     inputs = ["--recipe", recipe, "--dataset", "mnist", "--data", real_data / "mnist"]
     if name == "finetune_classifier":
-        stacked_checkpoint(project / "stacked.pt")
+        stacked_checkpoint(project / "stacked.pt", recipe)
         inputs += ["--stacked", "stacked.pt"]
     outputs = {}
     for threads in THREADS:
