@@ -294,7 +294,7 @@ def test_a_stacked_net_with_other_activations_than_params_say_is_refused():
     p = params.parse(params_with(**{"tuned.stack_layer2.decoder_activation": "sigmoid"}))
     with pytest.raises(CheckpointError, match=r"\(tuned.pretrain_layer1, tuned.stack_layer2\) "
                                               r"says 784-400-256-400-784 "
-                                              r"\(tanh, tanh, sigmoid, sigmoid\)"):
+                                              r"\(relu, relu, sigmoid, sigmoid\)"):
         check_architecture(stacked(), "stacked.pt", p, "tuned", "stack_layer2")
     check_architecture(stacked(), "stacked.pt", p, "lecture", "stack_layer2")
 
