@@ -97,7 +97,9 @@ def collect(names):
     # All commits: the study's baseline need not be HEAD any more when it is collected.
     for baseline in json.loads(dvc("exp", "show", "--json", "-A")):
         for exp in baseline.get("experiments") or []:
-            if exp.get("name") in names:
+            # Queued, running or failed runs show their baseline's metrics: skip them.
+            state = (exp.get("executor") or {}).get("state", "success")
+            if exp.get("name") in names and state == "success":
                 rows.append(row(exp["name"], exp["revs"][0]["data"]))
     return pd.DataFrame(rows).sort_values(["recipe", "dataset", "arm", "seed"])
 
