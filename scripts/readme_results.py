@@ -135,15 +135,21 @@ def reconstruction_table(root):
 
 
 def ablation_table(root):
-    """Test accuracy per arm: mean ± standard deviation over the seeds (n)."""
+    """Test accuracy per arm: mean ± standard deviation over the seeds (n); "–" for an arm
+    the study has not run."""
     summary = pd.read_csv(Path(root, "plots", "ablation", "ablation_summary.csv"))
     rows = []
     for (recipe, dataset), part in summary.groupby(["recipe", "dataset"], sort=False):
         by_arm = part.set_index("arm")
-        rows.append((recipe, DATASETS[dataset].title, *(
-            f"{100 * by_arm.test_accuracy_mean[a]:.2f} ± {100 * by_arm.test_accuracy_std[a]:.2f}"
-            f" ({by_arm.test_accuracy_count[a]})" for a in ARM_TITLES)))
+        rows.append((recipe, DATASETS[dataset].title,
+                     *(arm_cell(by_arm.loc[a]) if a in by_arm.index else "–"
+                       for a in ARM_TITLES)))
     return markdown_table(["recipe", "dataset", *ARM_TITLES.values()], rows)
+
+
+def arm_cell(arm):
+    return (f"{100 * arm.test_accuracy_mean:.2f} ± {100 * arm.test_accuracy_std:.2f}"
+            f" ({arm.test_accuracy_count})")
 
 
 def render_learn(root):
