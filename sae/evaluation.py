@@ -11,11 +11,12 @@ from sae import pca
 from sae.train import predict
 
 
-def classification_scores(log_probs, labels):
-    """{"test_loss": mean NLL, "test_accuracy": fraction correct} of a classifier's output."""
+def classification_scores(log_probs, labels, prefix="test"):
+    """{"<prefix>_loss": mean NLL, "<prefix>_accuracy": fraction correct} of a classifier's
+    output on one part of the data (prefix "test" or "val")."""
     # Reduced in float64: the sum's order then cannot move the rounded metric.
-    return {"test_loss": F.nll_loss(log_probs.double(), labels).item(),
-            "test_accuracy": (log_probs.argmax(1) == labels).double().mean().item()}
+    return {f"{prefix}_loss": F.nll_loss(log_probs.double(), labels).item(),
+            f"{prefix}_accuracy": (log_probs.argmax(1) == labels).double().mean().item()}
 
 
 def reconstruction_mse(net, images, batch_size):

@@ -59,6 +59,15 @@ class Training:
     input_dropout: float = 0.0   # finetune_classifier: dropout on the pixels
     dropout: float = 0.0         # finetune_classifier: dropout on every later layer's input
     train: str = "all"           # finetune_classifier: see TRAINED
+    labels: int = 0              # finetune_classifier: labelled images, class-balanced (0 = all)
+
+
+@dataclass(frozen=True)
+class Split:
+    """Which training images a recipe learns from: the last `validation` of them are held out
+    to choose settings on (0: none, and fine-tuning reports test accuracy every epoch, as the
+    lecture does)."""
+    validation: int
 
 
 @dataclass(frozen=True)
@@ -69,7 +78,8 @@ class Evaluate:
 
 @dataclass(frozen=True)
 class Recipe:
-    """One way to train the network: the three phases' settings."""
+    """One way to train the network: its data split and the three phases' settings."""
+    split: Split
     pretrain_layer1: Training
     stack_layer2: Training
     finetune_classifier: Training
@@ -117,6 +127,10 @@ MAX_SEED = 2**64 - 1  # the largest seed torch.manual_seed takes
 _SEED = (lambda v: _integer(0)[0](v) and v <= MAX_SEED, f"an integer >= 0 and <= {MAX_SEED}")
 _FOLDER = (lambda v: v is None or (isinstance(v, str) and v != ""), "null or a folder path")
 
+# A class-balanced labelled subset takes the same number of images from each class.
+_LABELS = (lambda v: _integer(0)[0](v) and v % N_CLASSES == 0,
+           f"0 (all labels) or a multiple of {N_CLASSES} (the same number from each class)")
+
 _TRAINING = {"layers": _LAYERS, "epochs": _integer(1), "batch_size": _integer(1),
              "optimizer": _choice(OPTIMIZERS), "lr": _LR, "momentum": _FRACTION,
              "schedule": _choice(SCHEDULES), "weight_decay": _FRACTION}
@@ -135,8 +149,9 @@ PHASE_SCHEMA = {
     "stack_layer2": {**_AUTOENCODER, "init": _choice(INITS)},
     "finetune_classifier": {**_TRAINING, "init": _choice(INITS), "input_dropout": _FRACTION,
                             "dropout": _FRACTION,
-                            "train": _choice(TRAINED)},
+                            "train": _choice(TRAINED), "labels": _LABELS},
 }
+SPLIT_SCHEMA = {"validation": _integer(0)}
 _SECTION_TYPES = {"common": Common, "download": Download, "evaluate": Evaluate}
 
 
@@ -180,11 +195,12 @@ def _check_section(where, schema, given, make):
 
 
 def _check_recipe(name, given) -> Recipe:
-    """A recipe's three phase sections, each complete, whose layer sizes chain."""
-    _check_keys(name, given, PHASE_SCHEMA)
+    """A recipe's split and three phase sections, each complete, whose layer sizes chain."""
+    _check_keys(name, given, {"split": SPLIT_SCHEMA, **PHASE_SCHEMA})
     phases = {phase: _check_section(f"{name}.{phase}", schema, given[phase], Training)
               for phase, schema in PHASE_SCHEMA.items()}
-    recipe = Recipe(**phases)
+    split = _check_section(f"{name}.split", SPLIT_SCHEMA, given["split"], Split)
+    recipe = Recipe(split=split, **phases)
     _check_chain(name, recipe)
     return recipe
 

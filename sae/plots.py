@@ -50,9 +50,12 @@ def _column(rows, key):
 
 
 def training_curves(path, histories, title_prefix):
-    """Three panels: autoencoder reconstruction MSE, classifier NLL, classifier test accuracy."""
+    """Three panels: autoencoder reconstruction MSE, classifier NLL, and the classifier's
+    accuracy on the images it was scored on after every epoch: validation ("val_*" columns)
+    or test ("test_*")."""
     layer1, stack, clf = (histories[k] for k in
                           ("pretrain_layer1", "stack_layer2", "finetune_classifier"))
+    prefix, part = ("val", "validation") if clf and "val_accuracy" in clf[0] else ("test", "test")
     fig, (ax_mse, ax_nll, ax_acc) = plt.subplots(1, 3, figsize=(14, 4.2), layout="constrained")
     ax_mse.plot(_column(layer1, "epoch"), _column(layer1, "train_loss"), "o-",
                 label="layer 1 (784-400-784)")
@@ -62,17 +65,18 @@ def training_curves(path, histories, title_prefix):
                ylabel="train reconstruction MSE")
     epochs = _column(clf, "epoch")
     ax_nll.plot(epochs, _column(clf, "train_loss"), "o-", label="train")
-    ax_nll.plot(epochs, _column(clf, "test_loss"), "s-", label="test")
+    ax_nll.plot(epochs, _column(clf, f"{prefix}_loss"), "s-", label=part)
     ax_nll.set(title="(b) classifier loss", xlabel="epoch", ylabel="negative log-likelihood")
-    accuracy = 100.0 * _column(clf, "test_accuracy")
-    ax_acc.plot(epochs, accuracy, "o-", color="tab:green", label="test accuracy")
+    accuracy = 100.0 * _column(clf, f"{prefix}_accuracy")
+    ax_acc.plot(epochs, accuracy, "o-", color="tab:green", label=f"{part} accuracy")
     if len(accuracy):
         ax_acc.annotate(f"{accuracy[-1]:.2f}%", (epochs[-1], accuracy[-1]),
                         xytext=(0, -18), textcoords="offset points", ha="right",
                         fontweight="bold")
         low = min(accuracy.min(), 100.0)
         ax_acc.set_ylim(max(0.0, low - 0.25 * (100.0 - low) - 1.0), 100.0)
-    ax_acc.set(title="(c) classifier test accuracy", xlabel="epoch", ylabel="test accuracy (%)")
+    ax_acc.set(title=f"(c) classifier {part} accuracy", xlabel="epoch",
+               ylabel=f"{part} accuracy (%)")
     for ax in (ax_mse, ax_nll, ax_acc):
         ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
         ax.grid(alpha=0.3)

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 from sae import optim
 from sae.datasets import load_split
-from sae.params import Common, ParamsError, Training
+from sae.params import N_CLASSES, PARAMS_FILE, Common, ParamsError, Split, Training
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
@@ -55,11 +55,43 @@ def repeatable_cuda():
     torch.use_deterministic_algorithms(True)
 
 
-def load_data(data_dir, common, device, train: bool):
-    """(images, labels) of one split as tensors on `device` in the configured precision."""
-    limit = common.train_limit if train else common.test_limit
-    images, labels = load_split(data_dir, train, limit)
+PARTS = ("train", "validation", "test")
+
+
+def load_data(data_dir, common, device, part: str, split: Split = Split(validation=0)):
+    """(images, labels) of one part as tensors on `device` in the configured precision:
+    "train", the training images less the last split.validation (held out); "validation",
+    those last ones; "test", the test set. train_limit applies before the split."""
+    if part == "test":
+        images, labels = load_split(data_dir, False, common.test_limit)
+    else:
+        images, labels = load_split(data_dir, True, common.train_limit)
+        held_out = split.validation
+        if held_out >= len(images):
+            raise ParamsError(f"{PARAMS_FILE}: split.validation = {held_out} holds out every "
+                              f"one of the {len(images)} training images; expected fewer")
+        keep = slice(len(images) - held_out, None) if part == "validation" else \
+            slice(0, len(images) - held_out)
+        images, labels = images[keep], labels[keep]
     return images.to(device, DTYPES[common.precision]), labels.to(device)
+
+
+def labelled_subset(images, labels, count: int, seed: int):
+    """`count` of the images with their labels, count / 10 from each class, drawn by `seed`
+    (so every arm that shares the seed fine-tunes on the same images), in their original
+    order; all of them when count is 0."""
+    if count == 0:
+        return images, labels
+    per_class, draw, chosen = count // N_CLASSES, torch.Generator().manual_seed(seed), []
+    for label in range(N_CLASSES):
+        members = (labels.cpu() == label).nonzero().flatten()
+        if len(members) < per_class:
+            raise ParamsError(f"{PARAMS_FILE}: finetune_classifier.labels = {count} needs "
+                              f"{per_class} images of class {label}, but the training part "
+                              f"has {len(members)}; expected at most {N_CLASSES * len(members)}")
+        chosen.append(members[torch.randperm(len(members), generator=draw)[:per_class]])
+    index = torch.cat(chosen).sort().values.to(labels.device)
+    return images.index_select(0, index), labels.index_select(0, index)
 
 
 def make_optimizer(params, phase: Training):
@@ -113,13 +145,14 @@ def classification_loss(output, inputs, targets):
 
 
 def fit(net, inputs, targets, loss_fn, phase: Training, seed: int, name: str,
-        after_epoch=None):
+        after_epoch=None, log=None):
     """Train `net` in place for phase.epochs epochs of shuffled mini-batches.
 
     `targets` is None for an autoencoder, whose targets are its (uncorrupted) inputs.
     Only parameters that require gradients are trained (a frozen encoder stays as it is).
     Returns one dict per epoch: epoch, train_loss (the mean of batch-mean losses, as the
-    lecture prints it) and whatever `after_epoch(net)` adds, e.g. test accuracy.
+    lecture prints it) and whatever `after_epoch(net)` adds, e.g. test accuracy; each row
+    also goes to `log(row)` (sae.live.epoch_logger) as soon as its epoch ends.
     Raises TrainingDiverged, naming `name` and the epoch, when the loss is not finite.
     """
     optimizer = make_optimizer([p for p in net.parameters() if p.requires_grad], phase)
@@ -153,6 +186,8 @@ def fit(net, inputs, targets, loss_fn, phase: Training, seed: int, name: str,
         if after_epoch is not None:
             row.update(after_epoch(net))
         history.append(row)
+        if log is not None:
+            log(row)
         extras = "".join(f"  {k} {v:.4f}" for k, v in list(row.items())[2:])  # after_epoch's
         print(f"{name}: epoch {epoch}/{phase.epochs}  loss {train_loss:.4f}{extras}"
               f"  {time.perf_counter() - start:.1f} s", flush=True)

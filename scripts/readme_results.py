@@ -1,4 +1,4 @@
-"""The README's results tables, rendered from the committed metrics and plot CSVs.
+"""The README's results tables, rendered from the committed metrics and plot tables.
 
     python -m scripts.readme_results           # rewrite the blocks in README.md
     python -m scripts.readme_results --check   # exit 1 when README.md's blocks are out of date
@@ -18,8 +18,9 @@ from pathlib import Path
 import pandas as pd
 
 from sae.datasets import DATASETS
+from sae.live import history_frame
 from sae.params import PHASES
-from scripts import markdown_table
+from scripts import markdown_table, replace_block
 
 START, END = "<!-- results:start -->", "<!-- results:end -->"
 LEARN_START, LEARN_END = "<!-- learn:start -->", "<!-- learn:end -->"
@@ -36,7 +37,7 @@ class Run:
         folder = Path(root, "plots", recipe, dataset)
         metrics = json.loads(Path(root, "metrics", recipe, f"{dataset}.json").read_text())
         self.metrics = pd.json_normalize(metrics).iloc[0]
-        self.history = {p: pd.read_csv(folder / f"{p}.csv", index_col="epoch") for p in PHASES}
+        self.history = {p: history_frame(folder / p) for p in PHASES}
         self.per_class = pd.read_csv(folder / "per_class.csv", index_col="class",
                                      dtype={"class": str}).test_accuracy
 
@@ -173,15 +174,6 @@ def render(root):
     return "\n".join(parts)
 
 
-def replace_block(readme, block, start=START, end=END):
-    """README text with the block between `start` and `end` replaced; ValueError without
-    both markers."""
-    begin, finish = readme.find(start), readme.find(end)
-    if begin < 0 or finish < begin:
-        raise ValueError(f"README.md has no {start} ... {end} block")
-    return readme[:begin] + block + readme[finish + len(end):]
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="exit 1 if README.md is stale")
@@ -190,7 +182,7 @@ def main(argv=None):
     path = args.root / "README.md"
     readme = path.read_text()
     try:
-        updated = replace_block(readme, render(args.root))
+        updated = replace_block(readme, render(args.root), START, END)
         updated = replace_block(updated, render_learn(args.root), LEARN_START, LEARN_END)
     except (ValueError, FileNotFoundError) as error:
         sys.exit(f"error: {error}")

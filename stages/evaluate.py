@@ -4,15 +4,18 @@ metrics, the per-class and confusion tables DVC plots, and the figures."""
 from sae import evaluation, params, pca, plots, stage
 from sae.atomic import atomic_dir, write_json, write_text
 from sae.datasets import DATASETS
+from sae.live import HistoryError, read_history
 from sae.model import CheckpointError, check_architecture, load_checkpoint
 from sae.params import PHASES
 from sae.train import load_data, predict, setup
 
 
-# The columns the figures draw from each phase's history.
-HISTORY_COLUMNS = {"pretrain_layer1": ("epoch", "train_loss"),
-                   "stack_layer2": ("epoch", "train_loss"),
-                   "finetune_classifier": ("epoch", "train_loss", "test_loss", "test_accuracy")}
+def history_columns(phase, held_out):
+    """The columns the figures draw from a phase's history; fine-tuning scored `held_out`,
+    "val" or "test", after every epoch."""
+    if phase == "finetune_classifier":
+        return ("epoch", "train_loss", f"{held_out}_loss", f"{held_out}_accuracy")
+    return ("epoch", "train_loss")
 
 
 def reconstruction_rows(nets, fitted_pca, shown, batch_size):
@@ -48,14 +51,14 @@ def write_figures(folder, settings, info, nets, fitted_pca, images, labels, pred
 
 def main(argv=None):
     args = stage.parse_args(__doc__, argv, "data", "pca", "layer1", "stacked", "classifier",
-                            *(f"history-{name}" for name in PHASES),
+                            *(f"live-{name}" for name in PHASES),
                             "metrics", "confusion", "per-class", "figures")
     p = params.load()
-    p.recipe(args.recipe)  # refuse a recipe that params.yaml does not name
+    held_out = "val" if p.recipe(args.recipe).split.validation else "test"
     info = DATASETS[args.dataset]
     batch = p.evaluate.batch_size
     device = setup(p.common)
-    images, labels = load_data(args.data, p.common, device, train=False)
+    images, labels = load_data(args.data, p.common, device, "test")
     nets = {name: load_checkpoint(getattr(args, name)).to(device, images.dtype)
             for name in ("layer1", "stacked", "classifier")}
     for name, phase in zip(nets, PHASES):  # the phase that writes each
@@ -67,8 +70,8 @@ def main(argv=None):
     scores = evaluation.classification_scores(log_probs, labels)
     matrix = evaluation.confusion_matrix(labels, predicted, len(info.class_names))
     reconstruction = evaluation.reconstruction_report(nets, fitted_pca, images, batch)
-    histories = {name: stage.read_history(getattr(args, f"history_{name}"), HISTORY_COLUMNS[name])
-                 for name in PHASES}
+    histories = {name: read_history(getattr(args, f"live_{name}"),
+                                    history_columns(name, held_out)) for name in PHASES}
     # The figures folder is one DVC output, written whole or not at all.
     with atomic_dir(args.figures) as figures:
         write_figures(figures, p.evaluate, info, nets, fitted_pca, images, labels, predicted,
@@ -79,4 +82,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    stage.run(main, CheckpointError)
+    stage.run(main, CheckpointError, HistoryError)

@@ -1,21 +1,30 @@
 """Stage 4: drop the decoders, add a 256-10 log-softmax classifier and fine-tune the whole
-network with NLL loss, recording test accuracy after every epoch as the lecture prints it.
-finetune_classifier.init = random starts from fresh weights (no pretraining); train = head
-trains only the 256-10 layer on the frozen encoder (a linear probe)."""
+network with NLL loss. After every epoch it scores the held-out images: the validation part
+when the recipe has one (the test set is then read only by evaluate), else the test set, as
+the lecture prints it. finetune_classifier.init = random starts from fresh weights (no
+pretraining); train = head trains only the 256-10 layer on the frozen encoder (a linear
+probe); labels = N fine-tunes on N labelled images, N / 10 of each class."""
 from sae import params, stage
 from sae.evaluation import classification_scores
+from sae.live import epoch_logger
 from sae.model import (CheckpointError, StackedNet, check_architecture, classifier,
                        load_checkpoint, save_checkpoint)
-from sae.train import TrainingDiverged, classification_loss, fit, load_data, predict, setup
+from sae.train import (TrainingDiverged, classification_loss, fit, labelled_subset, load_data,
+                       predict, setup)
 
 
 def main(argv=None):
-    args = stage.parse_args(__doc__, argv, "data", "stacked", "model", "history")
+    args = stage.parse_args(__doc__, argv, "data", "stacked", "model", "live")
     p = params.load()
-    phase = p.recipe(args.recipe).finetune_classifier
+    recipe = p.recipe(args.recipe)
+    phase = recipe.finetune_classifier
     device = setup(p.common)
-    images, labels = load_data(args.data, p.common, device, train=True)
-    test_images, test_labels = load_data(args.data, p.common, device, train=False)
+    images, labels = labelled_subset(
+        *load_data(args.data, p.common, device, "train", recipe.split), phase.labels,
+        p.common.seed)
+    held_out = "validation" if recipe.split.validation else "test"
+    scored_images, scored_labels = load_data(args.data, p.common, device, held_out, recipe.split)
+    prefix = {"validation": "val", "test": "test"}[held_out]  # the logged columns' prefix
     stacked = load_checkpoint(args.stacked)
     check_architecture(stacked, args.stacked, p, args.recipe, "stack_layer2")
     if phase.init == "random":
@@ -26,14 +35,15 @@ def main(argv=None):
     if phase.train == "head":
         net.encoder.requires_grad_(False)  # frozen: no gradients, no updates, no decay
 
-    def test_scores(net):
-        return classification_scores(predict(net, test_images, phase.batch_size), test_labels)
+    def held_out_scores(net):
+        return classification_scores(predict(net, scored_images, phase.batch_size),
+                                     scored_labels, prefix)
 
-    history = fit(net, images, labels, classification_loss, phase, p.common.seed,
-                  f"finetune_classifier@{args.recipe}-{args.dataset}",
-                  after_epoch=test_scores)
+    with epoch_logger(args.live) as log:
+        fit(net, images, labels, classification_loss, phase, p.common.seed,
+            f"finetune_classifier@{args.recipe}-{args.dataset}",
+            after_epoch=held_out_scores, log=log)
     save_checkpoint(net, args.model)
-    stage.write_history(args.history, history)
 
 
 if __name__ == "__main__":

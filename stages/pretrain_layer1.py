@@ -1,21 +1,23 @@
 """Stage 2: train the 784-400-784 autoencoder on the training images."""
 from sae import params, stage
+from sae.live import epoch_logger
 from sae.model import autoencoder, save_checkpoint
 from sae.train import TrainingDiverged, fit, load_data, reconstruction_loss, setup
 
 
 def main(argv=None):
-    args = stage.parse_args(__doc__, argv, "data", "model", "history")
+    args = stage.parse_args(__doc__, argv, "data", "model", "live")
     p = params.load()
-    phase = p.recipe(args.recipe).pretrain_layer1
+    recipe = p.recipe(args.recipe)
+    phase = recipe.pretrain_layer1
     device = setup(p.common)
-    images, _ = load_data(args.data, p.common, device, train=True)
+    images, _ = load_data(args.data, p.common, device, "train", recipe.split)
     net = autoencoder(*phase.layers, phase.encoder_activation, phase.decoder_activation)
     net = net.to(device, images.dtype)
-    history = fit(net, images, None, reconstruction_loss, phase, p.common.seed,
-                  f"pretrain_layer1@{args.recipe}-{args.dataset}")
+    with epoch_logger(args.live) as log:
+        fit(net, images, None, reconstruction_loss, phase, p.common.seed,
+            f"pretrain_layer1@{args.recipe}-{args.dataset}", log=log)
     save_checkpoint(net, args.model)
-    stage.write_history(args.history, history)
 
 
 if __name__ == "__main__":

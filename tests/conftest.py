@@ -156,8 +156,11 @@ def tiny_project(path, real_data, train_limit=300, test_limit=200, epochs=1):
     params["common"].update(train_limit=train_limit, test_limit=test_limit)
     params["download"]["source_dir"] = str(real_data)
     for recipe in params["recipes"]:
-        for phase in params[recipe].values():
-            phase["epochs"] = epochs
+        if params[recipe]["split"]["validation"]:  # 10,000 would be every image here
+            params[recipe]["split"]["validation"] = train_limit // 3
+        for name, phase in params[recipe].items():
+            if name != "split":
+                phase["epochs"] = epochs
     (path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     run(["git", "init", "-q"], path)
     run(["git", "add", "-A"], path)

@@ -42,7 +42,7 @@ def run_stack(folder, data, monkeypatch, **overrides):
     seen = first_fit_state(monkeypatch, stage)
     stage.main(["--recipe", "lecture", "--dataset", "mnist", "--data", str(data),
                 "--layer1", str(folder / "layer1.pt"), "--model", str(folder / "out.pt"),
-                "--history", str(folder / "h.csv")])
+                "--live", str(folder / "live")])
     return seen["net"]
 
 
@@ -51,7 +51,7 @@ def run_finetune(folder, data, monkeypatch, probe=True):
     seen = first_fit_state(monkeypatch, stage) if probe else {}
     stage.main(["--recipe", "lecture", "--dataset", "mnist", "--data", str(data),
                 "--stacked", str(folder / "stacked.pt"), "--model", str(folder / "clf.pt"),
-                "--history", str(folder / "h.csv")])
+                "--live", str(folder / "live")])
     return seen.get("net")
 
 

@@ -217,7 +217,7 @@ def test_stage_with_bad_lr_exits_1_with_one_line_and_writes_nothing(in_project, 
     data = real_data / "mnist"
     project = in_project(**{"lecture.pretrain_layer1.lr": -1, "common.device": "cpu"})
     result = run_stage("pretrain_layer1", "--recipe", "lecture", "--dataset", "mnist",
-                     "--data", data, "--model", "m/layer1.pt", "--history", "h/l1.csv",
+                     "--data", data, "--model", "m/layer1.pt", "--live", "h/l1",
                      cwd=project)
     assert result.returncode == 1, result.stderr
     assert "Traceback" not in result.stderr

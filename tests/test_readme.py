@@ -6,8 +6,9 @@ import pandas as pd
 import pytest
 
 from sae.datasets import DATASETS
-from scripts import readme_results
-from tests.conftest import ROOT
+from sae.live import epoch_logger
+from scripts import params_table, readme_results
+from tests.conftest import ROOT, params_with
 
 MAX_README_BYTES = 12 * 1024
 LAYER1 = [0.1918, 0.1007, 0.09, 0.08, 0.075, 0.072, 0.07, 0.068, 0.067, 0.0663]
@@ -30,7 +31,10 @@ def write_results(root, recipe, dataset, accuracy=0.9133):
                            ("stack_layer2", {"train_loss": STACKED}),
                            ("finetune_classifier", {"train_loss": NLL, "test_loss": NLL,
                                                     "test_accuracy": ACCURACY})):
-        pd.DataFrame({"epoch": epochs, **columns}).to_csv(folder / f"{phase}.csv", index=False)
+        with epoch_logger(folder / phase) as log:
+            for epoch in epochs:
+                log({"epoch": epoch, **{name: values[epoch - 1]
+                                        for name, values in columns.items()}})
     per_class = [0.9796, 0.9745, 0.87, 0.88, 0.95, 0.8733, 0.94, 0.92, 0.87, 0.88]
     pd.DataFrame({"class": DATASETS[dataset].class_names, "test_accuracy": per_class}).to_csv(
         folder / "per_class.csv", index=False)
@@ -130,3 +134,21 @@ def test_readme_results_are_those_of_the_committed_files():
 def test_readme_is_short():
     size = (ROOT / "README.md").stat().st_size
     assert size <= MAX_README_BYTES, f"README.md is {size} bytes; move detail to docs/"
+
+
+# ---------------------------------------------------------------- docs/pipeline.md's params
+
+
+def test_docs_parameter_tables_are_those_of_params_yaml(monkeypatch):
+    monkeypatch.chdir(ROOT)
+    params_table.main(["--check"])  # exits 1, with the command to run, when stale
+
+
+def test_docs_parameter_tables_follow_a_changed_value():
+    from sae import params
+    changed = params.parse(params_with(**{"tuned.finetune_classifier.epochs": 7,
+                                          "lecture.split.validation": 500}))
+    block = params_table.render(changed)
+    assert "| `epochs` | 10 | 10, 10, 7 |" in block
+    assert "| `split.validation` | 500 | 10000 |" in block
+    assert block != params_table.render(params.load(ROOT / "params.yaml"))

@@ -1,9 +1,10 @@
 """How a stage ends: a failure the user can fix is one line `error: ...` and exit 1, a bug
-keeps its traceback; and the history CSV the evaluate stage reads back."""
+keeps its traceback."""
 import pytest
 import torch
 
 from sae import pca, stage
+from sae.live import epoch_logger
 from sae.datasets import DataError
 from sae.model import (CheckpointError, autoencoder, classifier, load_checkpoint,
                        save_checkpoint, stack)
@@ -12,7 +13,6 @@ from tests.conftest import run_stage
 
 USER_FAILURES = [ParamsError("params.yaml: common.seed = -1 is not allowed; expected ..."),
                  DataError("data/mnist: IDX header promises shape (60000, 28, 28) but ..."),
-                 stage.HistoryError("plots/x.csv: line 2, ...\nsecond line"),
                  FileNotFoundError(2, "No such file or directory", "models/mnist/layer1.pt"),
                  NotADirectoryError(20, "Not a directory", "data/mnist"),
                  IsADirectoryError(21, "Is a directory", "models/mnist/layer1.pt"),
@@ -48,56 +48,12 @@ def test_a_bad_checkpoint_in_a_stage_that_expects_it_is_one_line(tmp_path, capsy
     assert line.startswith(f"error: {path} is not a checkpoint written by this pipeline (")
 
 
-# ---------------------------------------------------------------- the history CSV
-
-
-def test_a_history_without_the_columns_asked_for_is_named(tmp_path):
-    stage.write_history(tmp_path / "h.csv", [{"epoch": 1, "train_loss": 0.5}])
-    with pytest.raises(stage.HistoryError, match="no header with the columns epoch, test_loss"):
-        stage.read_history(tmp_path / "h.csv", ("epoch", "test_loss"))
-
-
-def test_history_round_trips(tmp_path):
-    rows = [{"epoch": 1, "train_loss": 0.5, "test_accuracy": 0.25},
-            {"epoch": 2, "train_loss": 0.125, "test_accuracy": 0.5}]
-    stage.write_history(tmp_path / "h.csv", rows)
-    assert stage.read_history(tmp_path / "h.csv") == rows
-
-
-CONFLICTED = """<<<<<<< HEAD
-epoch,train_loss
-1,0.5
-=======
-epoch,train_loss
-1,0.25
->>>>>>> branch
-"""
-
-
-@pytest.mark.parametrize("text, problem", [
-    (CONFLICTED, "no header with the columns epoch, train_loss and rows below it"),
-    ("epoch,train_loss\n<<<<<<< HEAD\n1,0.5\n", "line 2, '<<<<<<< HEAD', is not 2 finite numbers"),
-    ("epoch,train_loss\n1,0.5\n2\n", "line 3, '2', is not 2 finite numbers"),
-    ("epoch,train_loss\n1,nan\n", "line 2, '1,nan', is not 2 finite numbers"),
-    ("epoch,train_loss\n", "no header with the columns epoch, train_loss and rows below it"),
-    ("epoch,loss\n1,0.5\n", "no header with the columns epoch, train_loss"),
-    ("epoch,train_loss\n1,\0\n", "line 2, '1,\\x00', is not 2 finite numbers"),
-    ("\xff\xfe", "not a text CSV"),
-])
-def test_a_history_that_is_not_a_table_of_numbers_is_named(tmp_path, text, problem):
-    path = tmp_path / "h.csv"
-    path.write_bytes(text.encode("latin-1"))
-    with pytest.raises(stage.HistoryError) as info:
-        stage.read_history(path)
-    assert str(info.value).startswith(f"{path}: {problem}")
-
-
 # ---------------------------------------------------------------- data the stage was told
 
 
 def run_pretrain_layer1(cwd, dataset, data):
     return run_stage("pretrain_layer1", "--recipe", "lecture", "--dataset", dataset,
-                     "--data", data, "--model", "m/layer1.pt", "--history", "h/l1.csv", cwd=cwd)
+                     "--data", data, "--model", "m/layer1.pt", "--live", "h/l1", cwd=cwd)
 
 
 @pytest.mark.parametrize("dataset, data, expected", [
@@ -135,7 +91,8 @@ def inputs(tmp_path):
     pca.save(pca.fit(torch.rand(20, 784)), folder / "pca.pt")
     for phase in PHASES:
         scores = {"test_loss": 2.3, "test_accuracy": 0.1} if phase == PHASES[-1] else {}
-        stage.write_history(folder / f"{phase}.csv", [{"epoch": 1, "train_loss": 0.5, **scores}])
+        with epoch_logger(folder / phase) as log:
+            log({"epoch": 1, "train_loss": 0.5, **scores})
     return folder
 
 
@@ -143,7 +100,7 @@ def run_evaluate(project, data, inputs):
     return run_stage("evaluate", "--recipe", "lecture", "--dataset", "mnist", "--data", data,
                      *(f"--{name}={inputs / f'{name}.pt'}"
                        for name in ("pca", "layer1", "stacked", "classifier")),
-                     *(f"--history-{phase}={inputs / f'{phase}.csv'}" for phase in PHASES),
+                     *(f"--live-{phase}={inputs / phase}" for phase in PHASES),
                      "--metrics", "out/m.json", "--confusion", "out/c.csv",
                      "--per-class", "out/p.csv", "--figures", "out/figures", cwd=project)
 
@@ -171,7 +128,7 @@ def test_stack_layer2_on_a_bad_layer1_stops_with_one_line(in_project, real_data,
     project = in_project(**SMALL)
     result = run_stage("stack_layer2", "--recipe", "lecture", "--dataset", "mnist",
                        "--data", real_data / "mnist", "--layer1", inputs / "layer1.pt",
-                       "--model", "m/stacked.pt", "--history", "h/s.csv", cwd=project)
+                       "--model", "m/stacked.pt", "--live", "h/s", cwd=project)
     assert result.returncode == 1
     [line] = result.stderr.splitlines()
     assert line.startswith(f"error: {inputs / 'layer1.pt'} ") and expected in line, line
@@ -183,7 +140,7 @@ def test_finetune_on_a_layer1_given_as_the_stacked_net_stops_with_one_line(in_pr
     project = in_project(**SMALL)
     result = run_stage("finetune_classifier", "--recipe", "lecture", "--dataset", "mnist",
                        "--data", real_data / "mnist", "--stacked", inputs / "layer1.pt",
-                       "--model", "m/classifier.pt", "--history", "h/c.csv", cwd=project)
+                       "--model", "m/classifier.pt", "--live", "h/c", cwd=project)
     assert result.returncode == 1
     [line] = result.stderr.splitlines()
     assert line == (f"error: {inputs / 'layer1.pt'} has layers 784-400-784 (tanh, sigmoid) but "
@@ -197,8 +154,8 @@ def test_finetune_on_a_layer1_given_as_the_stacked_net_stops_with_one_line(in_pr
     (lambda inputs: save_checkpoint(autoencoder(784, 400, "tanh", "tanh"),
                                     inputs / "layer1.pt"),
      "layer1.pt has layers 784-400-784 (tanh, tanh) but params.yaml"),
-    (lambda inputs: (inputs / "finetune_classifier.csv").write_text(CONFLICTED),
-     "finetune_classifier.csv: no header with the columns epoch, train_loss"),
+    (lambda inputs: (inputs / "finetune_classifier/plots/metrics/test_loss.tsv").write_text(
+        "<<<<<<< HEAD\n"), "test_loss.tsv: no header 'step<TAB>test_loss'"),
 ])
 def test_evaluate_on_a_bad_input_stops_with_one_line(in_project, real_data, inputs, damage,
                                                      expected):

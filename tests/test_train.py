@@ -1,6 +1,7 @@
 """The training loop (losses fall, runs repeat, the reported loss is the lecture's, divergence
 stops a stage cleanly) and the evaluation scores."""
 import copy
+import json
 import math
 import subprocess
 import sys
@@ -149,7 +150,7 @@ def test_nan_in_the_inputs_raises_training_diverged_in_epoch_1():
 
 def run_pretrain_layer1(project, data):
     return run_stage("pretrain_layer1", "--recipe", "lecture", "--dataset", "mnist",
-                     "--data", data, "--model", "m/layer1.pt", "--history", "h/l1.csv",
+                     "--data", data, "--model", "m/layer1.pt", "--live", "h/l1",
                      cwd=project)
 
 
@@ -165,8 +166,9 @@ def test_stage_writes_its_model_and_history_when_training_succeeds(in_project, r
     result = run_pretrain_layer1(project, data)
     assert result.returncode == 0, result.stderr
     assert (project / "m/layer1.pt").is_file()
-    lines = (project / "h/l1.csv").read_text().splitlines()
-    assert lines[0] == "epoch,train_loss" and len(lines) == 3
+    lines = (project / "h/l1/plots/metrics/train_loss.tsv").read_text().splitlines()
+    assert lines[0] == "step\ttrain_loss" and [line.split("\t")[0] for line in lines[1:]] == ["1", "2"]
+    assert json.loads((project / "h/l1/metrics.json").read_text())["step"] == 2
 
 
 def test_stage_that_diverges_exits_1_with_the_message_and_writes_nothing(in_project, real_data):
