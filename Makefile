@@ -6,7 +6,7 @@ PYTHON := $(VENV)/bin/python
 # Stage commands in dvc.yaml call `python`: put the venv's first on PATH.
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: setup pipeline tuned ablation verify test
+.PHONY: setup pipeline tuned ablation compare verify test
 
 setup: $(VENV)/.installed
 
@@ -28,6 +28,13 @@ tuned: setup
 # The pretraining ablation: 4 arms x every recipe, dataset and seed, as queued experiments.
 ablation: setup
 	$(PYTHON) -m scripts.ablation
+
+# The experiments side by side, as a Markdown table: the params that differ between them and
+# the test accuracies that changed. Left out: data, model and code hashes, the per-epoch
+# DVCLive metrics, NLL and reconstruction MSE (plain `dvc exp show` has them all).
+COMPARE_DROP := ^(data|models|plots|sae|stages)/|^params\.yaml$$|.*:(test_nll|reconstruction_mse)
+compare: setup
+	dvc exp show --no-pager --only-changed --md --drop '$(COMPARE_DROP)'
 
 # Workspace metrics against the committed ones, for the stages re-run here.
 verify: setup

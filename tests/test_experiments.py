@@ -7,16 +7,20 @@ shared through the remotes and pulled into a fresh clone.
 """
 import hashlib
 import json
+import os
 import re
 import shutil
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 import yaml
 
 from sae.datasets import DATASETS
 from tests.conftest import (clone_origin, dvc, project_with_remotes, recipe_stages, run,
-                            stages_run)
+                            stages_run, tiny_project)
 
 LRS = (0.05, 0.2)
 SEQUENTIAL = {0.05: "seq-lr005", 0.2: "seq-lr02"}  # names given with -n
@@ -165,3 +169,44 @@ def test_pushed_experiment_can_be_pulled_applied_and_checked_out_in_a_clone(
     baseline = run(["git", "show", "HEAD:dvc.lock"], clone)  # the baseline's lr 0.1
     assert md5(clone / "models/lecture/mnist/classifier.pt") != locked_md5(
         baseline, "models/lecture/mnist/classifier.pt")
+
+
+# ---------------------------------------------------------------- live metrics (DVCLive)
+
+LIVE = "plots/lecture/mnist/pretrain_layer1/metrics.json"
+LIVE_EPOCHS = 40
+
+
+def epoch_reached(data):
+    """The epoch a run's layer-1 DVCLive metrics show, or None before its first epoch."""
+    metrics = (data.get("metrics") or {}).get(LIVE) or {}
+    return (metrics.get("data") or {}).get("step")
+
+
+def test_a_queued_experiment_shows_its_epochs_in_exp_show_while_it_runs(tmp_path, real_data):
+    """Layer 1 on 3,000 images in batches of one: about a second an epoch, so that
+    `dvc exp show` can be read while the queue worker trains."""
+    path = tmp_path / "project"
+    path.mkdir()
+    tiny_project(path, real_data, train_limit=3000)
+    dvc("exp", "run", "--queue", "-n", "slow", "-S", f"lecture.pretrain_layer1.epochs={LIVE_EPOCHS}",
+        "-S", "lecture.pretrain_layer1.batch_size=1", "-S", "lecture.pretrain_layer1.lr=0.01",
+        "pretrain_layer1@lecture-mnist", cwd=path)
+    # Not through dvc(): the worker it starts would hold the captured output open, and the
+    # call would return only when the queue is done.
+    subprocess.run([sys.executable, "-m", "dvc", "queue", "start"], cwd=path, check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                   env=dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}"
+                                             f"{os.environ['PATH']}"))
+    seen_running, deadline = [], time.monotonic() + QUEUE_TIMEOUT_S
+    while time.monotonic() < deadline:
+        slow = experiments(path).get("slow") or {}
+        state = (slow.get("executor") or {}).get("state")
+        if state == "running" and epoch_reached(slow):
+            seen_running.append(epoch_reached(slow))
+        if state not in ("queued", "running"):
+            break
+        time.sleep(1)
+    assert state == "success", dvc("queue", "logs", "slow", cwd=path)
+    assert any(0 < epoch < LIVE_EPOCHS for epoch in seen_running), seen_running
+    assert epoch_reached(experiments(path)["slow"]) == LIVE_EPOCHS

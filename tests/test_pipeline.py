@@ -3,11 +3,13 @@
 The project is copied into a temporary git repository, so these tests run `dvc repro` and
 `dvc exp run` exactly as a user would, and read what re-ran from DVC's own output.
 """
+import sys
+
 import pytest
 import yaml
 
 from sae.datasets import DATASETS
-from tests.conftest import RECIPES, all_stages, dvc, recipe_stages, run, stages_run, tiny_project
+from tests.conftest import ROOT, RECIPES, all_stages, dvc, recipe_stages, run, stages_run, tiny_project
 
 
 @pytest.fixture(scope="module")
@@ -60,3 +62,22 @@ def test_changing_the_classifier_lr_reruns_only_that_recipes_finetune_and_evalua
     output = dvc("exp", "run", "-S", "lecture.finetune_classifier.lr=0.2", cwd=path)
     assert stages_run(output) == {"check_params"} | recipe_stages(
         ("finetune_classifier", "evaluate"), recipes=["lecture"])
+    assert_compare_shows_the_change(path)
+
+
+def assert_compare_shows_the_change(path):
+    """`make compare` (its dvc command, run here) names the changed param and shows the
+    changed accuracies of the committed run and the experiment, in a handful of columns."""
+    command = next(line for line in run(["make", "-n", "-C", str(ROOT), "compare"], path)
+                   .splitlines() if line.startswith("dvc exp show"))
+    table = run(["bash", "-c", command.replace("dvc ", f"{sys.executable} -m dvc ", 1)], path)
+    header, _, *rows = [line.strip("|").split("|") for line in table.splitlines()
+                        if line.startswith("|")]
+    header = [cell.strip() for cell in header]
+    assert "lecture.finetune_classifier.lr" in header and len(header) <= 15, header
+    accuracy = header.index("metrics/lecture/mnist.json:test_accuracy")
+    lr = header.index("lecture.finetune_classifier.lr")
+    committed, experiment = rows[1], rows[2]  # below the workspace row
+    assert (committed[lr].strip(), experiment[lr].strip()) == ("0.1", "0.2")
+    assert committed[accuracy].strip() != experiment[accuracy].strip()
+    assert all(0 <= float(row[accuracy]) <= 1 for row in (committed, experiment))
