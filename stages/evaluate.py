@@ -56,11 +56,11 @@ def main(argv=None):
     batch = p.evaluate.batch_size
     device = setup(p.common)
     images, labels = load_data(args.data, p.common, device, train=False)
-    nets = {name: load_checkpoint(getattr(args, name)).to(device, images.dtype)
-            for name in ("layer1", "stacked", "classifier")}
+    nets = {name: load_checkpoint(getattr(args, name), args.dataset, args.recipe)
+            .to(device, images.dtype) for name in ("layer1", "stacked", "classifier")}
     for name, phase in zip(nets, PHASES):  # the phase that writes each
         check_architecture(nets[name], getattr(args, name), p, args.recipe, phase)
-    fitted_pca = pca.load(args.pca)
+    fitted_pca = pca.load(args.pca, max(map(evaluation.code_size, nets.values())))
 
     log_probs = predict(nets["classifier"], images, batch)
     predicted = log_probs.argmax(1)

@@ -16,7 +16,7 @@ def main(argv=None):
     device = setup(p.common)
     images, labels = load_data(args.data, p.common, device, train=True)
     test_images, test_labels = load_data(args.data, p.common, device, train=False)
-    stacked = load_checkpoint(args.stacked)
+    stacked = load_checkpoint(args.stacked, args.dataset, args.recipe)
     check_architecture(stacked, args.stacked, p, args.recipe, "stack_layer2")
     if phase.init == "random":
         stacked = StackedNet.from_config(stacked.config())
@@ -32,7 +32,7 @@ def main(argv=None):
     history = fit(net, images, labels, classification_loss, phase, p.common.seed,
                   f"finetune_classifier@{args.recipe}-{args.dataset}",
                   after_epoch=test_scores)
-    save_checkpoint(net, args.model)
+    save_checkpoint(net, args.model, args.dataset, args.recipe)
     stage.write_history(args.history, history)
 
 

@@ -14,7 +14,7 @@ def main(argv=None):
     net = net.to(device, images.dtype)
     history = fit(net, images, None, reconstruction_loss, phase, p.common.seed,
                   f"pretrain_layer1@{args.recipe}-{args.dataset}")
-    save_checkpoint(net, args.model)
+    save_checkpoint(net, args.model, args.dataset, args.recipe)
     stage.write_history(args.history, history)
 
 

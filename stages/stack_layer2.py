@@ -14,7 +14,7 @@ def main(argv=None):
     phase = p.recipe(args.recipe).stack_layer2
     device = setup(p.common)
     images, _ = load_data(args.data, p.common, device, train=True)
-    layer1 = load_checkpoint(args.layer1)
+    layer1 = load_checkpoint(args.layer1, args.dataset, args.recipe)
     check_architecture(layer1, args.layer1, p, args.recipe, "pretrain_layer1")
     if phase.init == "random":
         layer1 = StackedNet.from_config(layer1.config())
@@ -22,7 +22,7 @@ def main(argv=None):
     net = net.to(device, images.dtype)
     history = fit(net, images, None, reconstruction_loss, phase, p.common.seed,
                   f"stack_layer2@{args.recipe}-{args.dataset}")
-    save_checkpoint(net, args.model)
+    save_checkpoint(net, args.model, args.dataset, args.recipe)
     stage.write_history(args.history, history)
 
 

@@ -131,7 +131,7 @@ def inputs(tmp_path):
     stacked = stack(layer1, 256, "tanh", "tanh")
     for name, net in (("layer1", layer1), ("stacked", stacked),
                       ("classifier", classifier(stacked, 10))):
-        save_checkpoint(net, folder / f"{name}.pt")
+        save_checkpoint(net, folder / f"{name}.pt", "mnist", "lecture")
     pca.save(pca.fit(torch.rand(20, 784)), folder / "pca.pt")
     for phase in PHASES:
         scores = {"test_loss": 2.3, "test_accuracy": 0.1} if phase == PHASES[-1] else {}
@@ -158,9 +158,13 @@ BAD_LAYER1 = {
     "random bytes": (lambda path: path.write_bytes(bytes(range(256)) * 8),
                      "is not a checkpoint written by this pipeline (not a zip archive"),
     "a 784-300 layer 1": (lambda path: save_checkpoint(autoencoder(784, 300, "tanh", "sigmoid"),
-                                                       path),
+                                                       path, "mnist", "lecture"),
                           "has layers 784-300-784 (tanh, sigmoid) but params.yaml "
                           "(lecture.pretrain_layer1) says 784-400-784 (tanh, sigmoid)"),
+    "a Fashion-MNIST layer 1": (lambda path: save_checkpoint(
+        autoencoder(784, 400, "tanh", "sigmoid"), path, "fashion_mnist", "lecture"),
+        "was trained on fashion_mnist with recipe lecture, but this stage runs mnist with "
+        "recipe lecture"),
 }
 
 
@@ -195,8 +199,11 @@ def test_finetune_on_a_layer1_given_as_the_stacked_net_stops_with_one_line(in_pr
 
 @pytest.mark.parametrize("damage, expected", [
     (lambda inputs: save_checkpoint(autoencoder(784, 400, "tanh", "tanh"),
-                                    inputs / "layer1.pt"),
+                                    inputs / "layer1.pt", "mnist", "lecture"),
      "layer1.pt has layers 784-400-784 (tanh, tanh) but params.yaml"),
+    (lambda inputs: pca.save({"mean": torch.rand(784), "components": torch.rand(784, 5)},
+                             inputs / "pca.pt"),
+     "pca.pt is not a PCA written by the reference stage (5 components; expected 400 to 784"),
     (lambda inputs: (inputs / "finetune_classifier.csv").write_text(CONFLICTED),
      "finetune_classifier.csv: no header with the columns epoch, train_loss"),
 ])
