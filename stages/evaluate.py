@@ -49,7 +49,7 @@ def write_figures(folder, settings, info, nets, fitted_pca, images, labels, pred
 def main(argv=None):
     args = stage.parse_args(__doc__, argv, "data", "pca", "layer1", "stacked", "classifier",
                             *(f"history-{name}" for name in PHASES),
-                            "metrics", "confusion", "per-class", "figures")
+                            "metrics", "confusion", "per-class", "figures", folders=("figures",))
     p = params.load()
     p.recipe(args.recipe)  # refuse a recipe that params.yaml does not name
     info = DATASETS[args.dataset]
