@@ -110,19 +110,21 @@ def check_writable(path):
 
 def check_folder_output(path):
     """OutputError unless `path` is new or a folder of plain files only: a folder that holds
-    subfolders or hidden files (say, data/ with the datasets and DVC's .gitignore) is not a
-    folder a stage writes, and is never written into."""
+    subfolders or links (say, data/ with the datasets) is not a folder a stage writes, and is
+    never written into."""
     path = Path(path)
     if not os.path.lexists(path):
         return
-    if not path.is_dir() or path.is_symlink():
-        raise OutputError(f"cannot write the folder {path}: it exists and is not a folder")
+    if path.is_symlink() or not path.is_dir():
+        what = "a symbolic link" if path.is_symlink() else "not a folder"
+        raise OutputError(f"cannot write the folder {path}: it exists and is {what}; give a "
+                          f"folder of its own")
     foreign = sorted(entry.name for entry in path.iterdir()
-                     if entry.name.startswith(".") or entry.is_symlink() or not entry.is_file())
+                     if entry.is_symlink() or not entry.is_file())
     if foreign:
         raise OutputError(f"refusing to write into {path}: it holds {', '.join(foreign[:4])}"
-                          f"{', ...' if len(foreign) > 4 else ''} (subfolders or hidden files),"
-                          f" so it is not a folder this stage writes; give a folder of its own")
+                          f"{', ...' if len(foreign) > 4 else ''} (subfolders or links), so it "
+                          f"is not a folder this stage writes; give a folder of its own")
 
 
 def remove_stale(path: Path):

@@ -186,8 +186,9 @@ def _layout_problem(saved):
                 "(a bare state_dict?)")
     if not set(saved) <= {"config", "state", "trained_on"}:
         return f"it holds keys {_keys(saved)}; expected config, state and trained_on"
-    trained_on = saved.get("trained_on", {"dataset": "", "recipe": ""})
-    if not (isinstance(trained_on, dict) and set(trained_on) == {"dataset", "recipe"}
+    trained_on = saved.get("trained_on")
+    if trained_on is not None and not (
+            isinstance(trained_on, dict) and set(trained_on) == {"dataset", "recipe"}
             and all(isinstance(v, str) for v in trained_on.values())):
         return f"its trained_on = {trained_on!r} is not {{'dataset': ..., 'recipe': ...}}"
     return None

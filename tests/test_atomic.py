@@ -178,13 +178,25 @@ def test_a_file_system_that_refuses_a_file_is_found_before_any_work(tmp_path, mo
     assert names(tmp_path) == []
 
 
-@pytest.mark.parametrize("content", ["mnist/", ".gitignore"])
-def test_a_folder_output_that_holds_subfolders_or_hidden_files_is_refused(tmp_path, content):
+@pytest.mark.parametrize("content", ["mnist/", "link"])
+def test_a_folder_output_that_holds_subfolders_or_links_is_refused(tmp_path, content):
     """`download --out data` once deleted data/ with both datasets."""
     make(tmp_path / "data", content)
+    if content == "link":
+        (tmp_path / "data" / "link").unlink()
+        (tmp_path / "data" / "link").symlink_to(tmp_path)
     with pytest.raises(OutputError, match=f"refusing to write into {tmp_path}/data: it holds "
                                           f"{content.rstrip('/')} "):
         check_folder_output(tmp_path / "data")
+
+
+def test_a_folder_output_that_is_a_file_or_a_link_is_refused(tmp_path):
+    (tmp_path / "file").write_text("x")
+    (tmp_path / "link").symlink_to(tmp_path / "file")
+    with pytest.raises(OutputError, match="it exists and is not a folder"):
+        check_folder_output(tmp_path / "file")
+    with pytest.raises(OutputError, match="it exists and is a symbolic link"):
+        check_folder_output(tmp_path / "link")
 
 
 def test_a_folder_output_of_plain_files_is_accepted(tmp_path):

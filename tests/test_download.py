@@ -313,8 +313,8 @@ def test_stage_refuses_an_output_folder_that_holds_other_folders(tmp_path, right
     (project / "data" / ".gitignore").write_text("/fashion_mnist\n")
     before = {p: p.read_bytes() for p in (project / "data").rglob("*") if p.is_file()}
     monkeypatch.setattr(download, "default_sources", lambda *args: [fake("fake ok", right)])
-    with pytest.raises(OutputError, match="refusing to write into data: it holds .gitignore, "
-                                          "fashion_mnist "):
+    with pytest.raises(OutputError, match="refusing to write into data: it holds fashion_mnist "
+                                          r"\(subfolders or links\)"):
         load_stage("download").main(["--dataset", "mnist", "--out", "data"])
     assert {p: p.read_bytes() for p in (project / "data").rglob("*") if p.is_file()} == before
 
