@@ -289,3 +289,12 @@ def test_stage_with_bad_lr_exits_1_with_one_line_and_writes_nothing(in_project, 
     [line] = result.stderr.strip().splitlines()
     assert line.startswith("error: ") and "lecture.pretrain_layer1.lr = -1 " in line
     assert not (project / "m").exists() and not (project / "h").exists()
+
+
+def test_a_quoted_number_is_named_as_text_with_a_hint_that_works(tmp_path):
+    path = params_file(tmp_path, "lr: 0.1", 'lr: "1e-3"')
+    with pytest.raises(ParamsError) as caught:
+        params.load(path)
+    assert str(caught.value).endswith("lecture.finetune_classifier.lr = '1e-3' is not allowed; "
+                                      "expected a number > 0 and <= 1e+06 (YAML reads it as "
+                                      "text: write a number without quotes, e.g. 0.001 or 1e-3)")
