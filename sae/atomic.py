@@ -1,47 +1,76 @@
 """Atomic writes: every output goes to a temporary sibling first, then is renamed into place,
-so an interrupted stage never leaves a half-written artifact.
+so an interrupted stage never leaves a half-written artifact. A folder output replaces only
+a folder of the files it writes itself (never a user's or another stage's folder), and a
+failed write is an OutputError naming the output, not its temporary.
 
 Temporaries are named .<target name>.<8 random characters>.sae-tmp; .gitignore and .dvcignore
 list *.sae-tmp, so neither git nor DVC (e.g. `dvc metrics show` over metrics/) ever sees one.
 A write first removes the temporaries that a killed earlier write of the same target left.
 """
+import errno
 import glob
 import json
 import os
 import shutil
 import tempfile
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 TEMP_SUFFIX = ".sae-tmp"
 
 
+class OutputError(ValueError):
+    """An output that cannot be written (say, a read-only or full file system), or must not
+    be (it would replace a folder this stage did not write)."""
+
+
 @contextmanager
 def atomic_path(path):
     """Yield a temporary path beside `path`; rename it onto `path` only if the block succeeds."""
-    path = _prepare(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
-    os.close(fd)
-    os.chmod(tmp, 0o644)  # mkstemp makes it private; outputs are ordinary readable files
-    try:
-        yield Path(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with _naming(path):
+        path = _prepare(path)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
+        os.close(fd)
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; outputs are ordinary readable files
+        try:
+            yield Path(tmp)
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
 
 
 @contextmanager
-def atomic_dir(path):
-    """Yield a temporary folder beside `path`; it replaces `path` only if the block succeeds."""
-    path = _prepare(path)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent))
-    tmp.chmod(0o755)  # mkdtemp makes it private
+def atomic_dir(path, keep_others=False):
+    """Yield a temporary folder beside `path`; its files replace `path` only if the block
+    succeeds. An existing `path` must hold nothing but files of the names the block wrote
+    (OutputError otherwise, `path` untouched), unless keep_others: then the files it holds
+    besides those stay (a user's own files in a `persist` output)."""
+    with _naming(path):
+        path = _prepare(path)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX,
+                                    dir=path.parent))
+        tmp.chmod(0o755)  # mkdtemp makes it private
+        try:
+            yield tmp
+            _install(tmp, path, keep_others)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+@contextmanager
+def _naming(path):
+    """An OSError while writing `path` (disk full, read-only, no permission) becomes an
+    OutputError naming `path`, not its temporary; one on another file (an input read inside
+    the block) keeps its own."""
     try:
-        yield tmp
-        _replace_dir(tmp, path)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        yield
+    except OSError as error:
+        temporary = f".{Path(path).name}."
+        if error.filename and temporary not in str(error.filename) \
+                and Path(error.filename) != Path(path):
+            raise
+        raise OutputError(f"cannot write {path}: {error.strerror or error}") from None
 
 
 def _prepare(path) -> Path:
@@ -50,6 +79,52 @@ def _prepare(path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_stale(path)
     return path
+
+
+def check_writable(path):
+    """OutputError unless a file can be created where `path` goes: the folders it needs are
+    made and a temporary file written there, then both removed again. Run before any work, it
+    finds a read-only file system, a missing permission or a parent that is a file then."""
+    path = Path(path)
+    missing = [folder for folder in (path.parent, *path.parent.parents)
+               if not os.path.lexists(folder)]
+    existing = (path.parent, *path.parent.parents)[len(missing)]
+    if not existing.is_dir():
+        raise OutputError(f"cannot write {path}: {existing} is a file, not a folder")
+    made = []
+    try:
+        for folder in reversed(missing):
+            folder.mkdir()
+            made.append(folder)
+        fd, probe = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX,
+                                     dir=path.parent)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as error:
+        raise OutputError(f"cannot write {path}: {error.strerror or error}") from None
+    finally:
+        for folder in reversed(made):
+            with suppress(OSError):  # someone else's file appeared in it meanwhile: keep it
+                folder.rmdir()
+
+
+def check_folder_output(path):
+    """OutputError unless `path` is new or a folder of plain files only: a folder that holds
+    subfolders or links (say, data/ with the datasets) is not a folder a stage writes, and is
+    never written into."""
+    path = Path(path)
+    if not os.path.lexists(path):
+        return
+    if path.is_symlink() or not path.is_dir():
+        what = "a symbolic link" if path.is_symlink() else "not a folder"
+        raise OutputError(f"cannot write the folder {path}: it exists and is {what}; give a "
+                          f"folder of its own")
+    foreign = sorted(entry.name for entry in path.iterdir()
+                     if entry.is_symlink() or not entry.is_file())
+    if foreign:
+        raise OutputError(f"refusing to write into {path}: it holds {', '.join(foreign[:4])}"
+                          f"{', ...' if len(foreign) > 4 else ''} (subfolders or links), so it "
+                          f"is not a folder this stage writes; give a folder of its own")
 
 
 def remove_stale(path: Path):
@@ -68,15 +143,37 @@ def remove_stale(path: Path):
         _remove(leftover)
 
 
-def _replace_dir(new: Path, path: Path):
-    """Put folder `new` at `path`; an old `path` is parked aside and removed only after."""
+def _install(new: Path, path: Path, keep_others):
+    """Put the files of folder `new` at `path`: by renaming the folder when `path` is new;
+    an old `path` is parked aside and removed only after, or, to keep its other files or when
+    it cannot be renamed (a mount point: EBUSY), file by file into it."""
     if not os.path.lexists(path):
         os.replace(new, path)
         return
+    written = {entry.name for entry in new.iterdir()}
+    others = sorted(entry.name for entry in path.iterdir()
+                    if entry.name not in written or not entry.is_file() or entry.is_symlink())
+    if others and not keep_others:
+        raise OutputError(f"refusing to replace {path}: it holds {', '.join(others[:4])}"
+                          f"{', ...' if len(others) > 4 else ''}, which this stage does not "
+                          f"write; remove them or give a folder of its own")
+    if keep_others or os.path.ismount(path):
+        return _replace_files(new, path)
     parked = _parked(path)
-    os.replace(path, parked)
+    try:
+        os.replace(path, parked)
+    except OSError as error:
+        if error.errno != errno.EBUSY:
+            raise
+        return _replace_files(new, path)
     os.replace(new, path)
     _remove(parked)
+
+
+def _replace_files(new: Path, path: Path):
+    """Each file of `new` renamed into the folder `path`: each one whole, the folder kept."""
+    for entry in sorted(new.iterdir()):
+        os.replace(entry, path / entry.name)
 
 
 def _parked(path: Path) -> Path:

@@ -280,8 +280,9 @@ def _serve(source: Source, expected) -> dict:
 
 
 def _write(files: dict, out_dir) -> None:
-    """Write the files into out_dir, which appears only once all are written."""
-    with atomic_dir(out_dir) as tmp:
+    """Write the files into out_dir, which appears only once all are written; other files a
+    user keeps there (the folder is a `persist` output) stay."""
+    with atomic_dir(out_dir, keep_others=True) as tmp:
         for name, data in files.items():
             (tmp / name).write_bytes(data)
 

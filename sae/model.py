@@ -3,7 +3,6 @@ the two surgeries of the lecture (stacking, classifier), and checkpoints that ca
 own architecture so a later stage rebuilds the model from the file alone."""
 import io
 import pickle
-import re
 import zipfile
 from pathlib import Path
 
@@ -91,10 +90,12 @@ def classifier(net: StackedNet, n_classes) -> StackedNet:
     return StackedNet([*net.encoder], [Block(n_code, n_classes, "log_softmax")])
 
 
-def save_checkpoint(net: StackedNet, path):
-    """Write config and float weights atomically; loading them needs no pickled code."""
+def save_checkpoint(net: StackedNet, path, dataset, recipe):
+    """Write config, float weights and what they were trained on (dataset and recipe, which
+    later stages compare) atomically; loading them needs no pickled code."""
     state = {k: v.detach().cpu() for k, v in net.state_dict().items()}
-    write_saved({"config": net.config(), "state": state}, path)
+    write_saved({"config": net.config(), "state": state,
+                 "trained_on": {"dataset": dataset, "recipe": recipe}}, path)
 
 
 def write_saved(tensors, path):
@@ -109,62 +110,63 @@ class CheckpointError(ValueError):
 
 
 FLOAT_DTYPES = (torch.float32, torch.float64)
+PARTS = ("encoder", "head")
 
 
-def load_checkpoint(path) -> StackedNet:
-    """Rebuild the network from the file alone (weights_only: no code is unpickled);
-    CheckpointError, naming the file, for anything save_checkpoint did not write."""
+def load_checkpoint(path, dataset=None, recipe=None) -> StackedNet:
+    """Rebuild the network from the file alone: torch.load(weights_only=True) reads it (no
+    code is unpickled), a strict load_state_dict fits the weights to the saved config.
+    CheckpointError, naming the file, for anything save_checkpoint did not write; given a
+    dataset and recipe, also unless the file was trained on them."""
     saved = read_saved(path)
-    problem = _contents_problem(saved)
+    problem = _layout_problem(saved) or _config_problem(saved["config"])
     if problem:
         raise _not_ours(path, problem)
     # Built on the meta device: no weights are drawn, so loading a checkpoint leaves the
     # random stream as it was, and a later seeded init is the same as without the load.
     with torch.device("meta"):
         net = StackedNet.from_config(saved["config"])
-    net.load_state_dict(saved["state"], assign=True)  # assign: keep the saved dtype exactly
+    expected = net.state_dict()
+    try:  # assign: keep the saved dtype exactly
+        net.load_state_dict(saved["state"], strict=True, assign=True)
+    except (RuntimeError, TypeError):
+        raise _not_ours(path, _mismatch(saved["state"], expected)) from None
+    problem = _weights_problem(net.state_dict())
+    if problem:
+        raise _not_ours(path, problem)
+    if dataset is not None:
+        _check_trained_on(path, saved.get("trained_on"), dataset, recipe)
     return net
 
 
 def read_saved(path):
-    """What torch.load finds in a file write_saved wrote (weights_only: no code is
-    unpickled), or CheckpointError naming the file and saying why it cannot."""
-    problem = _file_problem(Path(path))
-    if problem:
-        raise _not_ours(path, problem)
+    """What torch.load(weights_only=True) finds in a file write_saved wrote, or
+    CheckpointError naming the file and saying why it cannot."""
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except (OSError, RuntimeError, EOFError, ValueError, pickle.UnpicklingError) as error:
-        raise _not_ours(path, _torch_reason(error)) from None
+        problem = _file_problem(Path(path))
+        if problem is None:
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        # The globals the safe loader refused, found by torch's own scan of the pickle.
+        names = [name.removeprefix("builtins.")
+                 for name in torch.serialization.get_unsafe_globals_in_checkpoint(path)]
+        problem = f"it holds pickled code or objects ({', '.join(names)}), which are never loaded"
+    except (OSError, RuntimeError, EOFError, ValueError) as error:
+        reason = getattr(error, "strerror", None) or str(error).split(". ")[0]
+        problem = " ".join(reason.split()) or type(error).__name__
+    raise _not_ours(path, problem)
 
 
 def _file_problem(path: Path):
     """Why the file cannot be a torch checkpoint at all, or None."""
-    try:
-        if path.is_dir():
-            return "a folder"
-        if path.stat().st_size == 0:
-            return "an empty file"
-        # torch.save writes a zip archive; anything else would go to torch's legacy unpickler.
-        if not zipfile.is_zipfile(path):
-            return "not a zip archive: truncated, or not written by torch.save"
-    except OSError as error:
-        return error.strerror or str(error)
+    if path.is_dir():
+        return "a folder"
+    if path.stat().st_size == 0:
+        return "an empty file"
+    # torch.save writes a zip archive; anything else would go to torch's legacy unpickler.
+    if not zipfile.is_zipfile(path):
+        return "not a zip archive: truncated, or not written by torch.save"
     return None
-
-
-def _torch_reason(error) -> str:
-    """torch.load's failure in a few words, without its advice to load unsafely."""
-    text = getattr(error, "strerror", None) or str(error)
-    refused = re.search(r"\bGLOBAL ([\w.]+)", text)  # torch words it in several ways
-    if refused:
-        return f"it holds pickled code or objects ({refused[1]}), which are never loaded"
-    found = re.search(r"WeightsUnpickler error: ([^\n]*?)(?: Please use|\n|$)", text)
-    if found:
-        return " ".join(found[1].split())
-    if text.startswith("Weights only load failed"):
-        return "it holds data that torch's safe loader refuses"
-    return " ".join(text.split(". ")[0].split()) or type(error).__name__
 
 
 def _not_ours(path, problem) -> CheckpointError:
@@ -174,36 +176,39 @@ def _not_ours(path, problem) -> CheckpointError:
         f"`dvc checkout {path}` or re-create it with `dvc repro`")
 
 
-def _contents_problem(saved):
-    """Why `saved` is not {"config": ..., "state": ...} as save_checkpoint writes it, or None."""
+def _layout_problem(saved):
+    """Why `saved` is not the dict save_checkpoint writes, or None. (Checkpoints written
+    before they recorded `trained_on` still load; the stages that compare refuse them.)"""
     if not isinstance(saved, dict):
         return f"it holds a {type(saved).__name__}, not a dict of 'config' and 'state'"
-    if set(saved) != {"config", "state"}:
+    if not {"config", "state"} <= set(saved):
         return (f"it holds keys {_keys(saved)}, not exactly 'config' and 'state' "
                 "(a bare state_dict?)")
-    shapes = _config_shapes(saved["config"])
-    if isinstance(shapes, str):
-        return shapes
-    return _state_problem(saved["state"], shapes)
+    if not set(saved) <= {"config", "state", "trained_on"}:
+        return f"it holds keys {_keys(saved)}; expected config, state and trained_on"
+    trained_on = saved.get("trained_on")
+    if trained_on is not None and not (
+            isinstance(trained_on, dict) and set(trained_on) == {"dataset", "recipe"}
+            and all(isinstance(v, str) for v in trained_on.values())):
+        return f"its trained_on = {trained_on!r} is not {{'dataset': ..., 'recipe': ...}}"
+    return None
 
 
-def _config_shapes(config):
-    """{state key: shape} that a valid config implies, or a str saying what is wrong."""
-    parts = ("encoder", "head")
-    if (not isinstance(config, dict) or set(config) != set(parts)
-            or not all(isinstance(config[part], list) and config[part] for part in parts)):
+def _config_problem(config):
+    """Why the config is not blocks [in, out, activation] that chain, or None."""
+    if (not isinstance(config, dict) or set(config) != set(PARTS)
+            or not all(isinstance(config[part], list) and config[part] for part in PARTS)):
         return "its config is not {'encoder': [...], 'head': [...]}, both non-empty"
-    shapes, width = {}, None
-    for name, spec in ((f"{part}.{i}", spec) for part in parts
-                       for i, spec in enumerate(config[part])):
-        if not _is_spec(spec):
-            return f"its config {name} = {spec!r} is not [in, out, activation]"
-        n_in, n_out, _ = spec
-        if width is not None and n_in != width:
-            return f"its config {name} takes {n_in} inputs but the layer before gives {width}"
-        shapes[f"{name}.linear.weight"], shapes[f"{name}.linear.bias"] = (n_out, n_in), (n_out,)
-        width = n_out
-    return shapes
+    width = None
+    for part in PARTS:
+        for i, spec in enumerate(config[part]):
+            if not _is_spec(spec):
+                return f"its config {part}.{i} = {spec!r} is not [in, out, activation]"
+            if width is not None and spec[0] != width:
+                return (f"its config {part}.{i} takes {spec[0]} inputs but the layer before "
+                        f"gives {width}")
+            width = spec[1]
+    return None
 
 
 def _is_spec(spec) -> bool:
@@ -212,22 +217,41 @@ def _is_spec(spec) -> bool:
             and spec[2] in ACTIVATION_FUNCTIONS)
 
 
-def _state_problem(state, shapes):
-    """Why the weights do not fit the config's shapes, or None."""
+def _mismatch(state, expected) -> str:
+    """Why strict load_state_dict refused `state` for a network whose own is `expected`."""
     if not isinstance(state, dict):
         return f"its weights are a {type(state).__name__}, not a dict of tensors"
-    if set(state) != set(shapes):
-        return f"its weights {_keys(state)} are not its config's {_keys(shapes)}"
-    tensors = all(isinstance(t, torch.Tensor) for t in state.values())
-    dtypes = {t.dtype for t in state.values()} if tensors else set()
+    if set(state) != set(expected):
+        return f"its weights {_keys(state)} are not its config's {_keys(expected)}"
+    for key, tensor in expected.items():
+        shape = tuple(getattr(state[key], "shape", ()))
+        if shape != tuple(tensor.shape):
+            return f"its weight {key} has shape {shape}, its config says {tuple(tensor.shape)}"
+    return _weights_problem(state) or "its weights do not fit its config"
+
+
+def _weights_problem(state):
+    """Why loaded weights are not all float32 or all float64 and finite, or None."""
+    dtypes = {getattr(t, "dtype", None) for t in state.values()}
     if len(dtypes) != 1 or not dtypes <= set(FLOAT_DTYPES):
         return "its weights are not all float32 or all float64 tensors"
-    for key, shape in shapes.items():
-        if tuple(state[key].shape) != shape:
-            return f"its weight {key} has shape {tuple(state[key].shape)}, its config says {shape}"
-        if not torch.isfinite(state[key]).all():
+    for key, tensor in state.items():
+        if not torch.isfinite(tensor).all():
             return f"its weight {key} holds NaN or infinite values"
     return None
+
+
+def _check_trained_on(path, trained_on, dataset, recipe):
+    """CheckpointError unless the checkpoint records training on `dataset` with `recipe`."""
+    if trained_on is None:
+        raise CheckpointError(
+            f"{path} does not record the dataset and recipe it was trained on (written by an "
+            f"older version of this pipeline); re-create it with `dvc repro`")
+    if trained_on != {"dataset": dataset, "recipe": recipe}:
+        raise CheckpointError(
+            f"{path} was trained on {trained_on['dataset']} with recipe "
+            f"{trained_on['recipe']}, but this stage runs {dataset} with recipe {recipe}; "
+            f"give it the checkpoint of {dataset} ({recipe}), or re-create it with `dvc repro`")
 
 
 def _keys(mapping) -> str:

@@ -1,12 +1,17 @@
 """The one place that reads params.yaml: loads it, validates every key, returns typed sections.
 
+The file is read by DVC's own YAML loader (YAML 1.2, ruamel.yaml), so every value means to
+the stages what DVC records in dvc.lock and writes with `dvc exp run -S`: `seed: 010` is 10,
+`lr: 5e-05` a number, `1:30` text. (PyYAML's YAML 1.1 read these three differently, and DVC's
+run cache then served results trained with other values than the ones it recorded.)
+
 Validation runs before any work, so a bad value stops a stage with a message that names the
 key, the value and what is allowed, and nothing is written.
 """
 from dataclasses import dataclass
-from pathlib import Path
 
-import yaml
+from dvc.exceptions import DvcException
+from dvc.utils.serialize import load_yaml
 
 from sae.datasets import DATASETS, IMAGE_SIZE
 
@@ -114,8 +119,10 @@ _LR = (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <
        f"a number > 0 and <= {MAX_LR:g}")
 _FRACTION = (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v < 1,
              "a number in [0, 1)")
+MAX_WIDTH = 65536  # units in a layer: 83 times the image size; above it, allocations fail
 _LAYERS = (lambda v: isinstance(v, list) and len(v) == 2
-           and all(_integer(1)[0](n) for n in v), "a list of two integers >= 1, [in, out]")
+           and all(_integer(1)[0](n) and n <= MAX_WIDTH for n in v),
+           f"a list of two integers >= 1 and <= {MAX_WIDTH}, [in, out]")
 _DATASETS = (lambda v: isinstance(v, list) and len(v) > 0
              and all(isinstance(d, str) and d in DATASETS for d in v) and len(set(v)) == len(v),
              "a non-empty list without repeats of " + ", ".join(DATASETS))
@@ -158,8 +165,8 @@ _SECTION_TYPES = {"common": Common, "download": Download, "evaluate": Evaluate}
 def _fail(key, value, allowed):
     hint = ""
     if isinstance(value, str) and _is_number(value):
-        # YAML 1.1 reads 1e-3 (no dot) as text; 1.0e-3 is a number.
-        hint = f" (YAML reads {value} as text: write it with a dot, e.g. 1.0e-3)"
+        # Quoted ("0.1"), or a word Python reads as a number but YAML does not (inf, nan).
+        hint = " (YAML reads it as text: write a number without quotes, e.g. 0.001 or 1e-3)"
     raise ParamsError(f"{PARAMS_FILE}: {key} = {value!r} is not allowed; expected {allowed}{hint}")
 
 
@@ -238,9 +245,11 @@ def parse(raw) -> Params:
 
 
 def load(path=PARAMS_FILE) -> Params:
-    """Read and validate params.yaml."""
+    """Read params.yaml as DVC reads it (its own loader, so the two cannot disagree), and
+    validate it. An empty file is an empty mapping, to DVC and here."""
     try:
-        raw = yaml.safe_load(Path(path).read_bytes())
-    except (OSError, yaml.YAMLError) as error:
-        raise ParamsError(f"cannot read {path}: {error}") from error
+        raw = load_yaml(path)
+    except (OSError, DvcException) as error:
+        # DVC's message says only "corrupted"; the YAML parser's cause says where.
+        raise ParamsError(f"cannot read {path}: {error.__cause__ or error}") from error
     return parse(raw)

@@ -6,6 +6,7 @@ or beat it; the mean image (k = 0) is what a network that learned nothing predic
 """
 import torch
 
+from sae.datasets import IMAGE_SIZE
 from sae.model import CheckpointError, read_saved, write_saved
 
 
@@ -36,14 +37,30 @@ def save(fitted, path):
     write_saved(fitted, path)
 
 
-def load(path):
-    """The fitted PCA that save wrote; CheckpointError naming the file for anything else."""
+def load(path, largest_code=1):
+    """The fitted PCA that save wrote, with at least `largest_code` components (the largest
+    code it is compared with); CheckpointError naming the file for anything else."""
     fitted = read_saved(path)
-    ok = (isinstance(fitted, dict) and set(fitted) == {"mean", "components"}
-          and all(isinstance(v, torch.Tensor) for v in fitted.values())
-          and fitted["components"].ndim == 2
-          and fitted["mean"].shape == fitted["components"].shape[:1])
-    if not ok:
-        raise CheckpointError(f"{path} is not a PCA written by the reference stage; re-create "
-                              f"it with `dvc repro`")
+    problem = _problem(fitted, largest_code)
+    if problem:
+        raise CheckpointError(f"{path} is not a PCA written by the reference stage ({problem}); "
+                              f"re-create it with `dvc repro`")
     return fitted
+
+
+def _problem(fitted, largest_code):
+    """Why `fitted` is not a mean image and >= largest_code finite components, or None."""
+    if not (isinstance(fitted, dict) and set(fitted) == {"mean", "components"}
+            and all(isinstance(v, torch.Tensor) and v.is_floating_point()
+                    for v in fitted.values())):
+        return "not a dict of float tensors 'mean' and 'components'"
+    mean, components = fitted["mean"], fitted["components"]
+    if mean.shape != (IMAGE_SIZE,) or components.ndim != 2 or len(components) != IMAGE_SIZE:
+        return (f"a mean of shape {tuple(mean.shape)} and components of shape "
+                f"{tuple(components.shape)}; expected ({IMAGE_SIZE},) and ({IMAGE_SIZE}, k)")
+    if not largest_code <= components.shape[1] <= IMAGE_SIZE:
+        return (f"{components.shape[1]} components; expected {largest_code} to {IMAGE_SIZE}, "
+                f"as many as the largest code it is compared with or more")
+    if not (torch.isfinite(mean).all() and torch.isfinite(components).all()):
+        return "NaN or infinite values"
+    return None

@@ -7,16 +7,12 @@ range stops `dvc repro` here with one line, before any stage command (whose text
 from `datasets` and `recipes`) reaches the shell. Its output is a constant text, so a valid
 change re-runs no other stage through it.
 """
-import argparse
-
 from sae import params, stage
 from sae.atomic import write_text
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", required=True)
-    args = parser.parse_args(argv)
+    args = stage.parse_args(__doc__.splitlines()[0], argv, "out", recipe=False, dataset=False)
     params.load()
     write_text(args.out, f"{params.PARAMS_FILE} is valid\n")
 

@@ -7,7 +7,7 @@ from sae import download, params, stage
 
 
 def main(argv=None):
-    args = stage.parse_args(__doc__, argv, "out", recipe=False)
+    args = stage.parse_args(__doc__, argv, "out", recipe=False, folders=("out",))
     source_dir = params.load().download.source_dir
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
     source = download.fetch(args.dataset, args.out, source_dir=source_dir)

@@ -52,18 +52,18 @@ def write_figures(folder, settings, info, nets, fitted_pca, images, labels, pred
 def main(argv=None):
     args = stage.parse_args(__doc__, argv, "data", "pca", "layer1", "stacked", "classifier",
                             *(f"live-{name}" for name in PHASES),
-                            "metrics", "confusion", "per-class", "figures")
+                            "metrics", "confusion", "per-class", "figures", folders=("figures",))
     p = params.load()
     held_out = "val" if p.recipe(args.recipe).split.validation else "test"
     info = DATASETS[args.dataset]
     batch = p.evaluate.batch_size
     device = setup(p.common)
     images, labels = load_data(args.data, p.common, device, "test")
-    nets = {name: load_checkpoint(getattr(args, name)).to(device, images.dtype)
-            for name in ("layer1", "stacked", "classifier")}
+    nets = {name: load_checkpoint(getattr(args, name), args.dataset, args.recipe)
+            .to(device, images.dtype) for name in ("layer1", "stacked", "classifier")}
     for name, phase in zip(nets, PHASES):  # the phase that writes each
         check_architecture(nets[name], getattr(args, name), p, args.recipe, phase)
-    fitted_pca = pca.load(args.pca)
+    fitted_pca = pca.load(args.pca, max(map(evaluation.code_size, nets.values())))
 
     log_probs = predict(nets["classifier"], images, batch)
     predicted = log_probs.argmax(1)

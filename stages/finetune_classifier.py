@@ -25,7 +25,7 @@ def main(argv=None):
     held_out = "validation" if recipe.split.validation else "test"
     scored_images, scored_labels = load_data(args.data, p.common, device, held_out, recipe.split)
     prefix = {"validation": "val", "test": "test"}[held_out]  # the logged columns' prefix
-    stacked = load_checkpoint(args.stacked)
+    stacked = load_checkpoint(args.stacked, args.dataset, args.recipe)
     check_architecture(stacked, args.stacked, p, args.recipe, "stack_layer2")
     if phase.init == "random":
         stacked = StackedNet.from_config(stacked.config())
@@ -43,7 +43,7 @@ def main(argv=None):
         fit(net, images, labels, classification_loss, phase, p.common.seed,
             f"finetune_classifier@{args.recipe}-{args.dataset}",
             after_epoch=held_out_scores, log=log)
-    save_checkpoint(net, args.model)
+    save_checkpoint(net, args.model, args.dataset, args.recipe)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ def main(argv=None):
     phase = recipe.stack_layer2
     device = setup(p.common)
     images, _ = load_data(args.data, p.common, device, "train", recipe.split)
-    layer1 = load_checkpoint(args.layer1)
+    layer1 = load_checkpoint(args.layer1, args.dataset, args.recipe)
     check_architecture(layer1, args.layer1, p, args.recipe, "pretrain_layer1")
     if phase.init == "random":
         layer1 = StackedNet.from_config(layer1.config())
@@ -25,7 +25,7 @@ def main(argv=None):
     with epoch_logger(args.live) as log:
         fit(net, images, None, reconstruction_loss, phase, p.common.seed,
             f"stack_layer2@{args.recipe}-{args.dataset}", log=log)
-    save_checkpoint(net, args.model)
+    save_checkpoint(net, args.model, args.dataset, args.recipe)
 
 
 if __name__ == "__main__":

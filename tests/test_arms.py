@@ -20,8 +20,9 @@ def project(in_project, tmp_path, monkeypatch):
                            "lecture.finetune_classifier.epochs": 1})
     torch.manual_seed(123)
     layer1 = model.autoencoder(784, 400, "tanh", "sigmoid")
-    model.save_checkpoint(layer1, folder / "layer1.pt")
-    model.save_checkpoint(model.stack(layer1, 256, "tanh", "tanh"), folder / "stacked.pt")
+    model.save_checkpoint(layer1, folder / "layer1.pt", "mnist", "lecture")
+    model.save_checkpoint(model.stack(layer1, 256, "tanh", "tanh"), folder / "stacked.pt",
+                          "mnist", "lecture")
     return folder, data
 
 
@@ -191,7 +192,8 @@ def test_reference_stage_writes_the_pca_of_all_training_images(tmp_path, monkeyp
 def test_a_file_that_is_not_a_pca_is_one_named_error(tmp_path, content):
     path = tmp_path / "pca.pt"
     if content == "state_dict":
-        model.save_checkpoint(model.autoencoder(784, 4, "tanh", "sigmoid"), path)
+        model.save_checkpoint(model.autoencoder(784, 4, "tanh", "sigmoid"), path, "mnist",
+                              "lecture")
     else:
         path.write_bytes(content)
     with pytest.raises(model.CheckpointError, match=str(path)):

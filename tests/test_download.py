@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from sae import download
+from sae.atomic import OutputError
 from sae.datasets import DATASETS, IdxFile, decode_idx, encode_idx, sha256_of
 from tests.conftest import load_stage
 
@@ -290,15 +291,32 @@ def test_source_dir_with_a_tilde_is_the_home_folder(tmp_path, monkeypatch, right
     assert read_dir(tmp_path / "out") == right
 
 
-def test_source_folder_that_is_the_output_folder_is_read_before_it_is_replaced(
+def test_source_folder_that_is_the_output_folder_keeps_the_users_files(
         tmp_path, right, expected):
-    """The README's layout: the user's own .gz files in data/mnist, source_dir: data."""
+    """The README's layout: the user's own .gz files in data/mnist, source_dir: data. The
+    folder is a `persist` output: they and any other files of the user's stay."""
     out = tmp_path / "data" / "mnist"
     write_files(out, right, gz=True)
+    (out / "notes.txt").write_text("the user's")
+    users = read_dir(out)
     source = download.folder_source(tmp_path / "data", expected, ("mnist",))
     download.fetch("mnist", out, sources=[source], expected=expected)
-    assert read_dir(out) == right
+    assert read_dir(out) == {**users, **right}
     assert sorted(p.name for p in out.parent.iterdir()) == ["mnist"]  # no temporaries left
+
+
+def test_stage_refuses_an_output_folder_that_holds_other_folders(tmp_path, right, expected,
+                                                                 in_project, monkeypatch):
+    """`download --out data` once replaced all of data/: both datasets, DVC's .gitignore."""
+    project = in_project()
+    write_files(project / "data" / "fashion_mnist", right)
+    (project / "data" / ".gitignore").write_text("/fashion_mnist\n")
+    before = {p: p.read_bytes() for p in (project / "data").rglob("*") if p.is_file()}
+    monkeypatch.setattr(download, "default_sources", lambda *args: [fake("fake ok", right)])
+    with pytest.raises(OutputError, match="refusing to write into data: it holds fashion_mnist "
+                                          r"\(subfolders or links\)"):
+        load_stage("download").main(["--dataset", "mnist", "--out", "data"])
+    assert {p: p.read_bytes() for p in (project / "data").rglob("*") if p.is_file()} == before
 
 
 def test_source_folder_that_is_the_output_folder_is_kept_when_a_file_is_bad(

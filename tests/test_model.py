@@ -105,7 +105,7 @@ def test_checkpoint_round_trip_rebuilds_an_equal_network(tmp_path, kind, dtype):
         for p in net.parameters():
             p.add_(torch.rand(p.shape, dtype=dtype) * 1e-3)
     path = tmp_path / "sub" / "net.pt"
-    save_checkpoint(net, path)
+    save_checkpoint(net, path, "mnist", "lecture")
     loaded = load_checkpoint(path)
     assert loaded.config() == net.config()
     assert all(p.dtype == dtype for p in loaded.parameters())
@@ -120,7 +120,7 @@ def test_checkpoint_round_trip_rebuilds_an_equal_network(tmp_path, kind, dtype):
 
 def test_checkpoint_is_plain_data_that_loads_with_weights_only(tmp_path):
     net = stacked()
-    save_checkpoint(net, tmp_path / "net.pt")
+    save_checkpoint(net, tmp_path / "net.pt", "mnist", "lecture")
     saved = torch.load(tmp_path / "net.pt", weights_only=True)
     assert saved["config"] == net.config()
     assert set(saved["state"]) == set(net.state_dict())
@@ -182,9 +182,9 @@ def test_checkpoint_holding_a_custom_object_is_refused(tmp_path):
 
 def test_two_saves_of_the_same_network_are_byte_identical(tmp_path):
     net = stacked()
-    save_checkpoint(net, tmp_path / "a.pt")
-    save_checkpoint(net, tmp_path / "b.pt")
-    save_checkpoint(net, tmp_path / "a.pt")  # overwriting leaves no temporary file behind
+    save_checkpoint(net, tmp_path / "a.pt", "mnist", "lecture")
+    save_checkpoint(net, tmp_path / "b.pt", "mnist", "lecture")
+    save_checkpoint(net, tmp_path / "a.pt", "mnist", "lecture")  # overwriting: no temporary left
     assert (tmp_path / "a.pt").read_bytes() == (tmp_path / "b.pt").read_bytes()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.pt", "b.pt"]
 
@@ -307,3 +307,35 @@ def test_the_architecture_check_leaves_the_global_rng_alone():
     torch.manual_seed(0)
     check_architecture(net, "x.pt", DEFAULTS, "lecture", "finetune_classifier")
     assert torch.equal(torch.rand(3), expected)
+
+
+# ---------------------------------------------------------------- what a checkpoint was trained on
+
+
+def test_a_checkpoint_records_its_dataset_and_recipe_and_loads_for_them(tmp_path):
+    save_checkpoint(layer1(), tmp_path / "layer1.pt", "fashion_mnist", "tuned")
+    saved = torch.load(tmp_path / "layer1.pt", weights_only=True)
+    assert saved["trained_on"] == {"dataset": "fashion_mnist", "recipe": "tuned"}
+    load_checkpoint(tmp_path / "layer1.pt", "fashion_mnist", "tuned")
+
+
+@pytest.mark.parametrize("dataset, recipe", [("mnist", "tuned"), ("fashion_mnist", "lecture")])
+def test_a_checkpoint_of_another_dataset_or_recipe_is_refused_naming_both(tmp_path, dataset,
+                                                                         recipe):
+    path = tmp_path / "layer1.pt"
+    save_checkpoint(layer1(), path, "fashion_mnist", "tuned")
+    with pytest.raises(CheckpointError) as info:
+        load_checkpoint(path, dataset, recipe)
+    assert str(info.value) == (
+        f"{path} was trained on fashion_mnist with recipe tuned, but this stage runs {dataset} "
+        f"with recipe {recipe}; give it the checkpoint of {dataset} ({recipe}), or re-create it "
+        f"with `dvc repro`")
+
+
+def test_a_checkpoint_from_before_they_recorded_their_dataset_asks_for_dvc_repro(tmp_path):
+    path = tmp_path / "layer1.pt"
+    path.write_bytes(good_bytes())  # config and state only, as older versions wrote them
+    load_checkpoint(path)  # still a checkpoint of this pipeline
+    with pytest.raises(CheckpointError, match=r"does not record the dataset and recipe it was "
+                                              r"trained on .*; re-create it with `dvc repro`$"):
+        load_checkpoint(path, "mnist", "lecture")

@@ -1,6 +1,7 @@
 """params.yaml validation: the defaults parse, and every bad value stops with a message that
 names the dotted key, the value and what is allowed, before a stage writes anything."""
 import copy
+import shutil
 import subprocess
 import sys
 
@@ -97,6 +98,8 @@ BAD_VALUES = [
     ({"datasets": [["mnist", "fashion_mnist"]]}, "datasets", "[['mnist', 'fashion_mnist']]",
      "mnist, fashion_mnist"),
     ({"lecture.pretrain_layer1.layers": [784]}, "lecture.pretrain_layer1.layers", "[784]", "two integers"),
+    ({"lecture.pretrain_layer1.layers": [784, 100000000]}, "lecture.pretrain_layer1.layers",
+     "[784, 100000000]", "two integers >= 1 and <= 65536"),
     # layer sizes that do not chain 784 -> 400 -> 256 -> 10
     ({"lecture.pretrain_layer1.layers": [784, 300]}, "lecture.stack_layer2.layers[0]", "400",
      "300 (lecture.pretrain_layer1.layers[1])"),
@@ -188,7 +191,7 @@ def test_load_reads_a_file_and_rejects_infinite_lr_written_as_yaml(tmp_path):
     ("datasets: [mnist\ncommon: {", "cannot read"),            # not YAML
     ("- mnist\n- fashion_mnist\n", "the file = ['mnist'"),      # YAML, not a mapping
     ("just a sentence\n", "the file = 'just a sentence'"),      # a scalar
-    ("", "the file = None"),                                     # empty
+    ("", "missing key datasets"),                                # empty: {} to DVC too
 ], ids=["not-yaml", "a-list", "a-scalar", "empty"])
 def test_file_that_is_not_a_yaml_mapping_raises_params_error(tmp_path, text, expected):
     path = tmp_path / "params.yaml"
@@ -210,6 +213,68 @@ def test_missing_file_raises_params_error_naming_it(tmp_path):
         params.load(tmp_path / "nowhere.yaml")
 
 
+# ---------------------------------------------------------------- one reading: DVC's
+
+
+def dvc_reading(folder):
+    """params.yaml as DVC itself reads it (what it records in dvc.lock and compares), in a
+    git + DVC repository whose one stage declares every section."""
+    from dvc.repo import Repo
+    if not (folder / ".dvc").exists():
+        subprocess.run(["git", "init", "-q"], cwd=folder, check=True)
+        Repo.init(folder)
+    sections = ", ".join(DEFAULT_PARAMS)
+    (folder / "dvc.yaml").write_text(f"stages:\n  s:\n    cmd: 'true'\n    params: [{sections}]\n")
+    with Repo(folder) as repo:
+        return repo.params.show()[""]["data"]["params.yaml"]["data"]
+
+
+def params_file(folder, old, new):
+    """The default params.yaml, as text, with one line changed (not re-dumped: the point is
+    how YAML reads what a user writes)."""
+    text = (ROOT / "params.yaml").read_text()
+    assert old in text
+    (folder / "params.yaml").write_text(text.replace(old, new, 1))
+    return folder / "params.yaml"
+
+
+def test_a_leading_zero_means_to_the_stages_what_dvc_records(tmp_path):
+    """YAML 1.1 read `010` as octal 8, DVC (YAML 1.2) as 10: the run cache then served a
+    seed-8 model for seed 10."""
+    path = params_file(tmp_path, "seed: 0", "seed: 010")
+    assert params.load(path).common.seed == dvc_reading(tmp_path)["common"]["seed"] == 10
+
+
+def test_a_sexagesimal_looking_value_is_text_to_both_and_refused_in_one_line(tmp_path):
+    path = params_file(tmp_path, "seed: 0", "seed: 1:30")
+    assert dvc_reading(tmp_path)["common"]["seed"] == "1:30"  # YAML 1.1 made it 90
+    with pytest.raises(ParamsError) as caught:
+        params.load(path)
+    assert str(caught.value).startswith("params.yaml: common.seed = '1:30' is not allowed; "
+                                        "expected an integer >= 0")
+
+
+@pytest.mark.parametrize("assignment, key, value", [
+    ("tuned.finetune_classifier.lr=0.00005", "lr", 5e-05),
+    ("tuned.finetune_classifier.lr=5e-5", "lr", 5e-05),
+    ("tuned.finetune_classifier.weight_decay=1e-5", "weight_decay", 1e-05),
+])
+def test_a_small_number_set_with_dash_s_is_a_number_to_the_stages(tmp_path, assignment, key,
+                                                                   value):
+    """`dvc exp run -S` writes 0.00005 as 5e-05, which YAML 1.1 reads as text."""
+    from dvc.utils.hydra import apply_overrides  # what `dvc exp run -S` calls
+    path = params_file(tmp_path, "datasets:", "datasets:")
+    apply_overrides(path, [assignment])
+    assert "e-05" in path.read_text()
+    loaded = getattr(params.load(path).recipe("tuned").finetune_classifier, key)
+    assert loaded == dvc_reading(tmp_path)["tuned"]["finetune_classifier"][key] == value
+
+
+def test_every_default_value_reads_as_dvc_reads_it(tmp_path):
+    shutil.copy(ROOT / "params.yaml", tmp_path / "params.yaml")
+    assert params.load(tmp_path / "params.yaml") == params.parse(dvc_reading(tmp_path))
+
+
 # ---------------------------------------------------------------- a stage stops first
 
 
@@ -224,3 +289,12 @@ def test_stage_with_bad_lr_exits_1_with_one_line_and_writes_nothing(in_project, 
     [line] = result.stderr.strip().splitlines()
     assert line.startswith("error: ") and "lecture.pretrain_layer1.lr = -1 " in line
     assert not (project / "m").exists() and not (project / "h").exists()
+
+
+def test_a_quoted_number_is_named_as_text_with_a_hint_that_works(tmp_path):
+    path = params_file(tmp_path, "lr: 0.1", 'lr: "1e-3"')
+    with pytest.raises(ParamsError) as caught:
+        params.load(path)
+    assert str(caught.value).endswith("lecture.finetune_classifier.lr = '1e-3' is not allowed; "
+                                      "expected a number > 0 and <= 1e+06 (YAML reads it as "
+                                      "text: write a number without quotes, e.g. 0.001 or 1e-3)")

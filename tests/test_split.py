@@ -24,7 +24,8 @@ def project(in_project, tmp_path, monkeypatch):
     torch.manual_seed(0)
     recipe = params.load().recipe("tuned")
     for name, phase in (("layer1.pt", "pretrain_layer1"), ("stacked.pt", "stack_layer2")):
-        save_checkpoint(StackedNet.from_config(planned_config(recipe, phase)), folder / name)
+        save_checkpoint(StackedNet.from_config(planned_config(recipe, phase)), folder / name,
+                        "mnist", "tuned")
     return folder, data
 
 
@@ -97,8 +98,8 @@ def test_no_training_stage_of_the_tuned_recipe_reads_the_test_set(project, seen)
 def test_the_lecture_recipe_scores_the_test_set_every_epoch_as_the_lecture_did(project, seen):
     folder, data = project
     torch.manual_seed(0)
-    save_checkpoint(StackedNet.from_config(planned_config(params.load().recipe("lecture"),
-                                                          "stack_layer2")), folder / "stacked.pt")
+    lecture = planned_config(params.load().recipe("lecture"), "stack_layer2")
+    save_checkpoint(StackedNet.from_config(lecture), folder / "stacked.pt", "mnist", "lecture")
     run("finetune_classifier", folder, data, recipe="lecture")
     [(inputs, _)] = seen["fit"]
     assert len(inputs) == N_TRAIN and seen["splits"] == ["train", "test"]

@@ -1,22 +1,28 @@
-"""How a stage ends: a failure the user can fix is one line `error: ...` and exit 1, a bug
-keeps its traceback."""
+"""How a stage ends: a failure the user can fix is one line `error: ...` and exit 1, Ctrl-C
+one line and exit 130, a bug keeps its traceback; outputs are checked before any work."""
+import errno
+import shutil
+
 import pytest
 import torch
 
 from sae import pca, stage
+from sae.atomic import OutputError
 from sae.live import epoch_logger
 from sae.datasets import DataError
 from sae.model import (CheckpointError, autoencoder, classifier, load_checkpoint,
                        save_checkpoint, stack)
 from sae.params import PHASES, ParamsError
-from tests.conftest import run_stage
+from tests.conftest import load_stage, registered, run_stage, write_tiny_idx
 
 USER_FAILURES = [ParamsError("params.yaml: common.seed = -1 is not allowed; expected ..."),
                  DataError("data/mnist: IDX header promises shape (60000, 28, 28) but ..."),
                  FileNotFoundError(2, "No such file or directory", "models/mnist/layer1.pt"),
                  NotADirectoryError(20, "Not a directory", "data/mnist"),
                  IsADirectoryError(21, "Is a directory", "models/mnist/layer1.pt"),
-                 PermissionError(13, "Permission denied", "metrics/mnist.json")]
+                 PermissionError(13, "Permission denied", "metrics/mnist.json"),
+                 OSError(errno.ENOSPC, "No space left on device", "models/mnist/layer1.pt"),
+                 OutputError("cannot write models/x.pt: Read-only file system")]
 
 
 def fail_with(error):
@@ -32,6 +38,13 @@ def test_a_user_fixable_failure_is_one_line_and_exit_1(capsys, error):
     assert exit_.value.code == 1
     [line] = capsys.readouterr().err.splitlines()
     assert line == f"error: {' '.join(str(error).split())}"
+
+
+def test_ctrl_c_is_one_line_and_exit_130(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        stage.run(fail_with(KeyboardInterrupt()))
+    assert exit_.value.code == 130
+    assert capsys.readouterr().err == "error: interrupted\n"
 
 
 def test_a_bug_keeps_its_traceback():
@@ -87,7 +100,7 @@ def inputs(tmp_path):
     stacked = stack(layer1, 256, "tanh", "tanh")
     for name, net in (("layer1", layer1), ("stacked", stacked),
                       ("classifier", classifier(stacked, 10))):
-        save_checkpoint(net, folder / f"{name}.pt")
+        save_checkpoint(net, folder / f"{name}.pt", "mnist", "lecture")
     pca.save(pca.fit(torch.rand(20, 784)), folder / "pca.pt")
     for phase in PHASES:
         scores = {"test_loss": 2.3, "test_accuracy": 0.1} if phase == PHASES[-1] else {}
@@ -115,9 +128,13 @@ BAD_LAYER1 = {
     "random bytes": (lambda path: path.write_bytes(bytes(range(256)) * 8),
                      "is not a checkpoint written by this pipeline (not a zip archive"),
     "a 784-300 layer 1": (lambda path: save_checkpoint(autoencoder(784, 300, "tanh", "sigmoid"),
-                                                       path),
+                                                       path, "mnist", "lecture"),
                           "has layers 784-300-784 (tanh, sigmoid) but params.yaml "
                           "(lecture.pretrain_layer1) says 784-400-784 (tanh, sigmoid)"),
+    "a Fashion-MNIST layer 1": (lambda path: save_checkpoint(
+        autoencoder(784, 400, "tanh", "sigmoid"), path, "fashion_mnist", "lecture"),
+        "was trained on fashion_mnist with recipe lecture, but this stage runs mnist with "
+        "recipe lecture"),
 }
 
 
@@ -152,10 +169,13 @@ def test_finetune_on_a_layer1_given_as_the_stacked_net_stops_with_one_line(in_pr
 
 @pytest.mark.parametrize("damage, expected", [
     (lambda inputs: save_checkpoint(autoencoder(784, 400, "tanh", "tanh"),
-                                    inputs / "layer1.pt"),
+                                    inputs / "layer1.pt", "mnist", "lecture"),
      "layer1.pt has layers 784-400-784 (tanh, tanh) but params.yaml"),
     (lambda inputs: (inputs / "finetune_classifier/plots/metrics/test_loss.tsv").write_text(
         "<<<<<<< HEAD\n"), "test_loss.tsv: no header 'step<TAB>test_loss'"),
+    (lambda inputs: pca.save({"mean": torch.rand(784), "components": torch.rand(784, 5)},
+                             inputs / "pca.pt"),
+     "pca.pt is not a PCA written by the reference stage (5 components; expected 400 to 784"),
 ])
 def test_evaluate_on_a_bad_input_stops_with_one_line(in_project, real_data, inputs, damage,
                                                      expected):
@@ -166,3 +186,93 @@ def test_evaluate_on_a_bad_input_stops_with_one_line(in_project, real_data, inpu
     [line] = result.stderr.splitlines()
     assert line.startswith(f"error: {inputs}/") and expected in line, line
     assert not (project / "out").exists()
+
+
+def test_evaluate_never_replaces_a_folder_of_files_it_does_not_write(in_project, real_data,
+                                                                    inputs):
+    """`--figures` naming a data folder once deleted the dataset."""
+    project = in_project(**SMALL)
+    figures = project / "out" / "figures"
+    figures.mkdir(parents=True)
+    (figures / "train-images-idx3-ubyte").write_bytes(b"a dataset")
+    result = run_evaluate(project, real_data / "mnist", inputs)
+    assert result.returncode == 1
+    [line] = result.stderr.splitlines()
+    assert line.startswith("error: refusing to replace out/figures: it holds "
+                           "train-images-idx3-ubyte, which this stage does not write"), line
+    assert sorted(p.name for p in (project / "out").iterdir()) == ["figures"]
+    assert [p.name for p in figures.iterdir()] == ["train-images-idx3-ubyte"]
+
+
+# ---------------------------------------------------------------- outputs, before any work
+
+
+@pytest.fixture
+def tiny(in_project, tmp_path, monkeypatch):
+    """A params folder and tiny data registered as MNIST: (project, data folder)."""
+    data = registered(monkeypatch, write_tiny_idx(tmp_path / "data" / "mnist"))
+    return in_project(**SMALL), data
+
+
+def files(folder):
+    return {p: p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("stage_name, args, expected", [
+    ("stack_layer2", ["--layer1", "x.pt", "--model", "x.pt", "--live", "h"],
+     "--model x.pt is the same path as --layer1 x.pt"),
+    ("pretrain_layer1", ["--model", "m.pt", "--live", "DATA"],
+     "--live DATA is the same path as --data DATA"),
+    ("pretrain_layer1", ["--model", "DATA/m.pt", "--live", "h"],
+     "--model DATA/m.pt lies inside --data DATA"),
+    ("pretrain_layer1", ["--model", ".", "--live", "h"],
+     "--model . holds --data DATA"),
+    ("pretrain_layer1", ["--model", "m.pt", "--live", "m.pt"],
+     "--model m.pt is the same path as --live m.pt"),
+    ("pretrain_layer1", ["--model", "params.yaml", "--live", "h"],
+     "--model params.yaml is the same path as params.yaml"),
+    ("pretrain_layer1", ["--model", "", "--live", "h"], "--model is empty"),
+    ("pretrain_layer1", ["--model", "m.pt", "--live", "x.pt/h"],
+     "cannot write x.pt/h: x.pt is a file, not a folder"),
+])
+def test_an_output_that_would_overwrite_an_input_or_cannot_be_written_stops_before_any_work(
+        tiny, monkeypatch, stage_name, args, expected):
+    project, data = tiny
+    save_checkpoint(autoencoder(784, 400, "tanh", "sigmoid"), project / "x.pt", "mnist",
+                    "lecture")
+    before = files(project.parent)
+    stage_module = load_stage(stage_name)
+    monkeypatch.setattr(stage_module, "fit", lambda *a, **k: pytest.fail("training started"))
+    argv = ["--recipe", "lecture", "--dataset", "mnist", "--data", str(data),
+            *(str(data) if a == "DATA" else a.replace("DATA", str(data)) for a in args)]
+    with pytest.raises(OutputError) as info:
+        stage_module.main(argv)
+    assert str(info.value).startswith(expected.replace("DATA", str(data))), str(info.value)
+    assert files(project.parent) == before
+
+
+def test_check_params_refuses_to_write_over_params_yaml(tiny):
+    project, _ = tiny
+    before = (project / "params.yaml").read_text()
+    result = run_stage("check_params", "--out", "params.yaml", cwd=project)
+    assert result.returncode == 1
+    assert result.stderr == ("error: --out params.yaml is the same path as params.yaml; an "
+                             "output must not overwrite an input, params.yaml or another "
+                             "output\n")
+    assert (project / "params.yaml").read_text() == before
+
+
+def test_evaluate_refuses_figures_in_its_own_data_folder(in_project, real_data, inputs):
+    project = in_project(**SMALL)
+    data = project / "mnist"
+    shutil.copytree(real_data / "mnist", data)
+    before = files(data)
+    result = run_stage("evaluate", "--recipe", "lecture", "--dataset", "mnist", "--data", data,
+                       *(f"--{name}={inputs / f'{name}.pt'}"
+                         for name in ("pca", "layer1", "stacked", "classifier")),
+                       *(f"--live-{phase}={inputs / phase}" for phase in PHASES),
+                       "--metrics", "m.json", "--confusion", "c.csv", "--per-class", "p.csv",
+                       "--figures", data, cwd=project)
+    assert result.returncode == 1
+    assert result.stderr.startswith(f"error: --figures {data} is the same path as --data {data};")
+    assert files(data) == before and not (project / "m.json").exists()

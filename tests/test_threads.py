@@ -28,7 +28,7 @@ def stacked_checkpoint(path, recipe):
     weights."""
     torch.manual_seed(0)
     planned = planned_config(params.load().recipe(recipe), "stack_layer2")
-    save_checkpoint(StackedNet.from_config(planned), path)
+    save_checkpoint(StackedNet.from_config(planned), path, "mnist", recipe)
 
 
 @pytest.mark.parametrize("recipe", ["lecture", "tuned"])
