@@ -63,7 +63,8 @@ def stage_network(recipe, name):
 
 
 def train_stages(args, ready=None):
-    """{stage: [seconds of each timed epoch]}; `ready()` is called after the first epoch."""
+    """{stage: [seconds of each timed epoch]}; `ready()` is called once, after the first
+    (warm-up) epoch."""
     from sae import params
     from sae.evaluation import classification_scores
     from sae.train import classification_loss, fit, load_data, predict, reconstruction_loss, setup
@@ -83,7 +84,7 @@ def train_stages(args, ready=None):
             scores = (classification_scores(predict(net, test_images, phase.batch_size),
                                             test_labels) if classify else {})
             stamps.append(time.perf_counter())
-            if ready and len(stamps) == 2:
+            if ready and len(stamps) == 2 and name == args.stages[0]:
                 ready()
             return scores
         with contextlib.redirect_stdout(sys.stderr):  # fit's epoch lines; stdout is the result
@@ -189,6 +190,11 @@ def main():
     args.stages = args.stages or list(PHASES)
     if not set(args.stages) <= set(PHASES):
         parser.error(f"--stages: {' '.join(args.stages)}; allowed: {' '.join(PHASES)}")
+    if not Path(args.data).is_dir():
+        parser.error(f"--data {args.data}: no such folder; give the folder with the MNIST "
+                     f"IDX files (data/mnist after `dvc repro`)")
+    if min(args.epochs, args.repeats) < 1:
+        parser.error(f"--epochs {args.epochs}, --repeats {args.repeats}: each must be at least 1")
     if args.quick:
         args.epochs, args.repeats, args.train_limit = 1, 1, args.train_limit or 600
     if args.worker:
