@@ -1,8 +1,10 @@
 """The benchmarks' arithmetic that must never print an impossible figure, and the contention
 benchmark's thread settings (no timing here: the figures themselves need a quiet machine)."""
+import argparse
+
 import pytest
 
-from benchmarks.contention import environment, thread_settings
+from benchmarks.contention import environment, table, thread_settings
 from benchmarks.train_speed import ImpossibleShare, batch_rows, matmul_share
 
 
@@ -41,3 +43,20 @@ def test_each_thread_setting_runs_with_only_its_own_openmp_variables(monkeypatch
     assert default_wait["OMP_NUM_THREADS"] == "4"
     assert "OMP_WAIT_POLICY" not in default_wait and "GOMP_SPINCOUNT" not in default_wait
     assert environment(settings["c"][1])["GOMP_SPINCOUNT"] == "10000"
+
+
+def test_contention_table_gives_medians_and_ratios_to_the_same_setting_alone():
+    args = argparse.Namespace(stages=["finetune_classifier"], settings=["a", "b"])
+    epochs = {("a", "alone"): {"finetune_classifier": [1.0, 9.0, 2.0]},  # median 2
+              ("a", "busy loop"): {"finetune_classifier": [8.0]},
+              ("a", "training"): {"finetune_classifier": [5.0]},
+              ("b", "alone"): {"finetune_classifier": [2.1]},
+              ("b", "busy loop"): {"finetune_classifier": [3.15]},
+              ("b", "training"): {"finetune_classifier": [4.2]}}
+    rows = table(args, thread_settings(cores=2), epochs).splitlines()
+    assert rows[0].endswith("| alone / a alone |")
+    assert rows[2:] == [
+        "| finetune_classifier | a: 2 threads, default wait | 2.00 | 8.00 | 4.00 | 5.00 | 2.50 "
+        "| 1.000 |",
+        "| finetune_classifier | b: 2 threads, OMP_WAIT_POLICY=PASSIVE | 2.10 | 3.15 | 1.50 "
+        "| 4.20 | 2.00 | 1.050 |"]
