@@ -8,7 +8,9 @@ The lecture's loop is the notebook's: torchvision dataset, DataLoader with per-i
 ToTensor (num_workers=4), hand-written SGD, batch 1000. "matmul share" is the time the
 stage's matrix products alone take at the rate measured here for the same shapes, layouts
 and precision, divided by the stage's epoch time: 100 % would mean nothing but matrix
-products. The fused-MSE A/B times the same stage with each loss in turn, alternating, so
+products. The products alone are timed in turn with the stage's epochs (one of each per
+repeat), so a change in the machine's load hits both; a share above 100 % can only come
+from such a change, and the row says "refused" instead (the reason goes to stderr). The fused-MSE A/B times the same stage with each loss in turn, alternating, so
 that a change in the machine's load hits both alike. All times are the best of several
 repetitions, as the machine is shared and noisy.
 """
@@ -17,6 +19,7 @@ import contextlib
 import dataclasses
 import io
 import platform
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -56,20 +59,30 @@ def linears(net):
     return [block.linear for block in [*net.encoder, *net.head]]
 
 
+def batch_rows(n, batch):
+    """{rows: how many batches have that many rows} for n examples in batches of `batch`:
+    the last batch is smaller when batch does not divide n."""
+    sizes = {batch: n // batch} if n >= batch else {}
+    if n % batch:
+        sizes[n % batch] = 1
+    return sizes
+
+
 def epoch_matmuls(net, n_train, n_test, batch, evaluates):
     """(A, B, count): every matrix product of one epoch, with the operand layouts autograd
     uses for y = x W^T: forward x @ W.t(), weight gradient g.t() @ x, input gradient g @ W
     (not for the first layer: the images need no gradient), and the test forward pass."""
     products = []
-    train_batches, test_batches = -(-n_train // batch), -(-n_test // batch)
     for i, layer in enumerate(linears(net)):
         w = layer.weight.detach()
-        x, g = torch.rand(batch, w.shape[1]), torch.rand(batch, w.shape[0])
-        products += [(x, w.t(), train_batches), (g.t(), x, train_batches)]
-        if i > 0:
-            products.append((g, w, train_batches))
+        for rows, count in batch_rows(n_train, batch).items():
+            x, g = torch.rand(rows, w.shape[1]), torch.rand(rows, w.shape[0])
+            products += [(x, w.t(), count), (g.t(), x, count)]
+            if i > 0:
+                products.append((g, w, count))
         if evaluates:
-            products.append((x, w.t(), test_batches))
+            for rows, count in batch_rows(n_test, batch).items():
+                products.append((torch.rand(rows, w.shape[1]), w.t(), count))
     return products
 
 
@@ -79,28 +92,37 @@ def synchronize(device):
         torch.cuda.synchronize(device)
 
 
-def matmul_seconds(products, device, rounds=5, repeats=10):
-    """Time those products take alone at this machine's rate: the best of several rounds."""
-    total = 0.0
+def matmul_epoch(products, device):
+    """Seconds the epoch's matrix products take alone, each as often as an epoch runs it."""
+    synchronize(device)
+    start = time.perf_counter()
     for a, b, count in products:
-        a, b = a.to(device), b.to(device)
-        a @ b
-        best = float("inf")
-        for _ in range(rounds):
-            synchronize(device)
-            start = time.perf_counter()
-            for _ in range(repeats):
-                a @ b
-            synchronize(device)
-            best = min(best, (time.perf_counter() - start) / repeats)
-        total += best * count
-    return total
+        for _ in range(count):
+            a @ b
+    synchronize(device)
+    return time.perf_counter() - start
 
 
-def project_epoch(phase_name, p, images, labels, test_images, test_labels, epochs=3,
-                  loss=None):
-    """Seconds per epoch of sae.train.fit: the best of `epochs` after a warm-up epoch; `loss`
-    replaces the stage's own loss function."""
+class ImpossibleShare(ValueError):
+    """A matmul share above 100 %: the two timings saw different machines (load changed)."""
+
+
+def matmul_share(matmul_seconds, epoch_seconds):
+    """The fraction of an epoch its matrix products alone would take; ImpossibleShare when
+    that exceeds the whole epoch, which only a change in the machine's load between the two
+    timings can produce."""
+    share = matmul_seconds / epoch_seconds
+    if share > 1:
+        raise ImpossibleShare(
+            f"matmul share {100 * share:.0f} % (products alone {matmul_seconds:.3f} s, epoch "
+            f"{epoch_seconds:.3f} s) is impossible, so the two timings do not compare (most "
+            f"likely the machine's load changed); no share printed, re-run on a quiet machine")
+    return share
+
+
+def stage_trainer(phase_name, p, images, labels, test_images, test_labels, loss=None):
+    """A function that trains one epoch of sae.train.fit as the stage does and returns its
+    seconds; its first epoch, a warm-up, is run here. `loss` replaces the stage's own loss."""
     phase = dataclasses.replace(getattr(p, phase_name), epochs=1)
     classify = phase_name == "finetune_classifier"
     net = build(phase_name, p).to(images.device, images.dtype)
@@ -108,14 +130,21 @@ def project_epoch(phase_name, p, images, labels, test_images, test_labels, epoch
     targets = labels if classify else None
     after = ((lambda n: classification_scores(predict(n, test_images, phase.batch_size),
                                               test_labels)) if classify else None)
-    times = []
-    with contextlib.redirect_stdout(io.StringIO()):  # fit's per-epoch lines are not the table
-        fit(net, images, targets, loss, phase, 0, "warm-up", after)
-        for _ in range(epochs):
+
+    def epoch(name="timed"):
+        with contextlib.redirect_stdout(io.StringIO()):  # fit's epoch lines are not the table
             start = time.perf_counter()
-            fit(net, images, targets, loss, phase, 0, "timed", after)
-            times.append(time.perf_counter() - start)
-    return min(times)
+            fit(net, images, targets, loss, phase, 0, name, after)
+            return time.perf_counter() - start
+    epoch("warm-up")
+    return epoch
+
+
+def project_epoch(phase_name, p, images, labels, test_images, test_labels, epochs=3,
+                  loss=None):
+    """Seconds per epoch of sae.train.fit: the best of `epochs` after a warm-up epoch."""
+    epoch = stage_trainer(phase_name, p, images, labels, test_images, test_labels, loss)
+    return min(epoch() for _ in range(epochs))
 
 
 def mse_ab(phase_name, p, data, repeats):
@@ -168,16 +197,26 @@ def torchvision_root(data_dir, dataset_class):
 
 
 def speed_row(name, precision, p, data, root, dataset_class, device, repeats):
-    """One row of the speed table: ours against the lecture's loop and the matmul floor."""
-    ours = project_epoch(name, p, *data, epochs=repeats)
+    """One row of the speed table: ours against the lecture's loop and the matmul floor. The
+    stage's epochs and its products alone take turns, so that both see the same load."""
+    products = [(a.to(device), b.to(device), count) for a, b, count in epoch_matmuls(
+        build(name, p), len(data[0]), len(data[2]), getattr(p, name).batch_size,
+        name == "finetune_classifier")]
+    epoch, ours, floor = stage_trainer(name, p, *data), [], []
+    matmul_epoch([(a, b, 1) for a, b, _ in products], device)  # warm-up
+    for _ in range(repeats):
+        ours.append(epoch())
+        floor.append(matmul_epoch(products, device))
+    ours, floor = min(ours), min(floor)
     theirs = lecture_epoch(name, p, root, dataset_class, DTYPES[precision], device)
-    products = epoch_matmuls(build(name, p), len(data[0]), len(data[2]),
-                             getattr(p, name).batch_size, name == "finetune_classifier")
     flops = sum(2 * a.shape[0] * a.shape[1] * b.shape[1] * count for a, b, count in products)
-    floor = matmul_seconds(products, device)
+    try:
+        share = f"{100 * matmul_share(floor, ours):.0f} %"
+    except ImpossibleShare as refused:
+        print(f"{name} {precision}: {refused}", file=sys.stderr)
+        share = "refused"
     return (f"| {name} | {precision} | {ours:.2f} | {theirs:.2f} | {theirs / ours:.1f}x "
-            f"| {flops / 1e9:.0f} | {flops / ours / 1e9:.0f} | {floor:.2f} "
-            f"| {100 * floor / ours:.0f} % |")
+            f"| {flops / 1e9:.0f} | {flops / ours / 1e9:.0f} | {floor:.2f} | {share} |")
 
 
 def main():

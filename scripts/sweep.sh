@@ -6,7 +6,9 @@
 #
 # Everything after -j J goes to `dvc exp run --queue` (a comma list queues one experiment per
 # value). OMP_NUM_THREADS, when set, wins; the thread count never changes a result, so it is
-# no param and re-runs nothing. Returns when the queue is empty; summarise with
+# no param and re-runs nothing. The OpenMP wait policy is each stage's own default
+# (stages/__init__.py); an OMP_WAIT_POLICY the user sets wins there. Returns when the
+# queue is empty; summarise with
 # `python -m scripts.sweep_summary --out sweep`. Run it with the venv active (or via make).
 set -euo pipefail
 if [ "${1:-}" != -j ] || [ -z "${2:-}" ]; then
@@ -17,6 +19,6 @@ jobs=$2
 shift 2
 # DVC's queue workers, and the stages they start, inherit this environment.
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-$(( $(nproc) / jobs > 1 ? $(nproc) / jobs : 1 ))}
-echo "sweep: $jobs at a time, OMP_NUM_THREADS=$OMP_NUM_THREADS"
+echo "sweep: $jobs at a time, OMP_NUM_THREADS=$OMP_NUM_THREADS${OMP_WAIT_POLICY:+ OMP_WAIT_POLICY=$OMP_WAIT_POLICY}"
 dvc exp run --queue "$@"
 dvc exp run --run-all -j "$jobs"

@@ -1,7 +1,11 @@
 """Thread-aware stages: the number of compute threads (OMP_NUM_THREADS) never changes what a
-stage writes, and scripts/sweep.sh hands each of its J parallel experiments cores/J threads."""
+stage writes, scripts/sweep.sh hands each of its J parallel experiments cores/J threads, and
+every stage process, queued ones too, gets the OpenMP defaults of stages/__init__.py unless
+the user set the variable."""
 import hashlib
 import os
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -56,38 +60,78 @@ def test_stage_outputs_are_byte_identical_for_any_thread_count(name, recipe, in_
     assert {"live/metrics.json", "live/plots/metrics/train_loss.tsv", "model.pt"} <= set(outputs[1])
 
 
-# ---------------------------------------------------------------- the sweep wrapper
+# ------------------------------------------- the environment of queued stage processes
 
-THREADS_STAGE = """\
+PROBE_STAGE = """\
 stages:
   threads:
-    cmd: >-
-      python -c "import os, torch;
-      print(os.environ.get('OMP_NUM_THREADS'), torch.get_num_threads())"
-      > threads.txt
+    cmd: python -m stages.environment_probe > threads.txt
     params: [x]
     outs:
       - threads.txt:
           cache: false
 """
+# A stage module of the probe project: it runs after the project's stages/__init__.py, as
+# every stage does, and writes what its process got.
+PROBE_MODULE = """\
+import os
+import torch
+print(os.environ.get("OMP_NUM_THREADS"), torch.get_num_threads(),
+      os.environ.get("OMP_WAIT_POLICY"))
+"""
 
 
-def test_sweep_script_gives_each_queued_stage_cores_over_jobs_threads(tmp_path, monkeypatch):
-    """The variable that scripts/sweep.sh sets reaches the stage processes that DVC's queue
-    workers start, and torch takes it."""
-    (tmp_path / "dvc.yaml").write_text(THREADS_STAGE)
-    (tmp_path / "params.yaml").write_text("x: 1\n")
-    run(["git", "init", "-q"], tmp_path)
-    dvc("init", "-q", cwd=tmp_path)
-    dvc("repro", cwd=tmp_path)
-    run(["git", "add", "-A"], tmp_path)
-    run(["git", "commit", "-qm", "baseline"], tmp_path)
+def probe_project(path):
+    """A committed DVC project whose one stage records its thread settings, in a stages
+    package that starts with the project's own stages/__init__.py."""
+    (path / "stages").mkdir()
+    (path / "stages" / "__init__.py").write_text((ROOT / "stages" / "__init__.py").read_text())
+    (path / "stages" / "environment_probe.py").write_text(PROBE_MODULE)
+    (path / "dvc.yaml").write_text(PROBE_STAGE)
+    (path / "params.yaml").write_text("x: 1\n")
+    run(["git", "init", "-q"], path)
+    dvc("init", "-q", cwd=path)
+    dvc("repro", cwd=path)
+    run(["git", "add", "-A"], path)
+    run(["git", "commit", "-qm", "baseline"], path)
+    return path
 
-    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)  # let the script choose
-    run(["bash", str(ROOT / "scripts" / "sweep.sh"), "-j", "2", "-S", "x=2,3"], tmp_path)
-    expected = max(1, len(os.sched_getaffinity(0)) // 2)
-    revs = dvc("exp", "list", "--sha-only", cwd=tmp_path).split()
+
+def queued_sweep(path):
+    """Run a 2-point grid through scripts/sweep.sh -j 2; what each queued stage recorded."""
+    run(["bash", str(ROOT / "scripts" / "sweep.sh"), "-j", "2", "-S", "x=2,3"], path)
+    revs = dvc("exp", "list", "--sha-only", cwd=path).split()
     assert len(revs) == 2
-    for rev in revs:
-        shown = run(["git", "show", f"{rev}:threads.txt"], tmp_path).split()
-        assert shown == [str(expected), str(expected)]
+    return [run(["git", "show", f"{rev}:threads.txt"], path).split() for rev in revs]
+
+
+def test_queued_stages_get_cores_over_jobs_threads_and_the_stages_wait_policy(tmp_path,
+                                                                               monkeypatch):
+    """The thread count that scripts/sweep.sh sets reaches the stage processes that DVC's
+    queue workers start, and torch takes it; the OpenMP defaults of stages/__init__.py are
+    in effect there, though neither the script nor the worker sets them."""
+    probe_project(tmp_path)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)  # let the script choose
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)  # let the stages choose
+    expected = str(max(1, len(os.sched_getaffinity(0)) // 2))
+    assert queued_sweep(tmp_path) == [[expected, expected, "PASSIVE"]] * 2
+
+
+def test_thread_settings_the_user_sets_win_in_queued_stages(tmp_path, monkeypatch):
+    cores = len(os.sched_getaffinity(0))
+    if cores < 2:
+        pytest.skip("on one core the script's thread count is the only one torch takes")
+    probe_project(tmp_path)
+    mine = str(cores)  # not the script's cores / 2 (torch takes no more threads than cores)
+    monkeypatch.setenv("OMP_NUM_THREADS", mine)
+    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
+    assert queued_sweep(tmp_path) == [[mine, mine, "ACTIVE"]] * 2
+
+
+def test_stage_package_sets_openmp_defaults_before_torch_is_imported():
+    """libgomp reads its variables when torch loads it: a default set after that is none."""
+    done = subprocess.run(
+        [sys.executable, "-c", "import sys, stages; print('torch' in sys.modules)"],
+        cwd=ROOT, env={k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"},
+        capture_output=True, text=True, check=True)
+    assert done.stdout.split() == ["False"]
