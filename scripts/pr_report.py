@@ -1,9 +1,12 @@
 """A pull-request report: what changed between a base revision and the workspace (the head).
 
-    python -m scripts.pr_report --base origin/main --out report
+    python -m scripts.pr_report --base origin/main --out report [--run-url URL]
 
-Run after `dvc repro`; writes report/report.md and the PNG images it links. Diffs are DVC's
-own, paths come from dvc.yaml through DVC, and the base's plot files are read from git.
+Run after `dvc repro`; writes report/report.md, the body of the pull-request comment (tables
+and Mermaid charts, which GitHub draws without any image host), and beside it the PNG figures
+(training curves, confusion matrices) that the workflow keeps as its artifact, linked from the
+comment through --run-url. Diffs are DVC's own, paths come from dvc.yaml through DVC, and the
+base's plot files are read from git.
 """
 import argparse
 import io
@@ -20,14 +23,17 @@ from sae import evaluation, plots
 from sae.atomic import write_text
 from sae.datasets import DATASETS
 from sae.params import PHASES
-from scripts import markdown_table
+from scripts import markdown_table, xychart
 
+# The first line of the comment: the workflow finds its earlier comment by it.
+MARKER = "<!-- stacked-autoencoders report -->"
 ABLATION_SUMMARY = Path("plots/ablation/ablation_summary.csv")
 # The greedy arm is the pipeline as it runs, so its seed-to-seed spread is how far a re-run
 # with another seed moves; a change counts once it exceeds NOISE_FACTOR times that spread.
 NOISE_ARM, NOISE_FACTOR = "greedy", 2
 # Class names are text: MNIST's "0" must not be read as the number 0.
 CLASS_COLUMNS = {column: str for column in ("class", "actual", "predicted")}
+COLOURS = ("#9e9e9e", "#1f77b4")  # base grey, head blue, as in the PNG curves
 
 
 def dvc_diff(kind, base, *options):
@@ -117,24 +123,44 @@ def confusion(rows, class_names):
 
 
 def figures(out, name, title, class_names, base, csvs):
-    """Draw one evaluation's base-vs-head figures; the Markdown lines that show them."""
+    """Draw one evaluation's base-vs-head PNGs into `out`, for the artifact."""
     histories = {phase: read_sides(base, csvs[phase]) for phase in PHASES}
     sides = [{p: h[i].to_dict("records") for p, h in histories.items() if h[i] is not None}
              for i in (0, 1)]
     plots.curves_base_vs_head(out / f"{name}_curves.png", *sides, title)
-    lines = [f"![{title}: training curves, base dashed]({name}_curves.png)"]
     for side, rows in zip(("base", "head"), read_sides(base, csvs["confusion"])):
-        if rows is None:
-            lines.append(f"_No confusion matrix at the {side}._")
-            continue
-        plots.confusion_heatmap(out / f"{name}_confusion_{side}.png",
-                                confusion(rows, class_names), class_names, f"{title}, {side}")
-        lines.append(f"![{title}: confusion matrix, {side}]({name}_confusion_{side}.png)")
-    return lines
+        if rows is not None:
+            plots.confusion_heatmap(out / f"{name}_confusion_{side}.png",
+                                    confusion(rows, class_names), class_names, f"{title}, {side}")
 
 
-def build_report(base, out):
-    """The text of report.md; draws its images into `out` on the way."""
+def charts(title, class_names, history, per_class):
+    """Mermaid charts of one evaluation: fine-tuning test accuracy per epoch, base and head
+    as lines; accuracy per class, head as bars and base as a line."""
+    curves = [("line", c, 100 * h.test_accuracy) for h, c in zip(history, COLOURS)
+              if h is not None]
+    epochs = max((h.epoch for h in history if h is not None), key=len, default=[])
+    accuracy = [None if s is None else s.set_index("class").test_accuracy.reindex(class_names)
+                for s in per_class]
+    bars = [(kind, c, 100 * a) for kind, c, a in zip(("line", "bar"), COLOURS, accuracy)
+            if a is not None and a.notna().all()]
+    return [xychart(f"{title}: test accuracy per epoch", epochs, "test accuracy (%)",
+                    axis(curves), curves) if curves else
+            "_No fine-tuning history on either side._", "",
+            xychart(f"{title}: test accuracy per class", class_names, "test accuracy (%)",
+                    axis(bars), bars[::-1]) if bars else
+            "_No accuracy per class on either side._", "",
+            "_Base grey, head blue; per class, the head as bars and the base as a line._"]
+
+
+def axis(series):
+    """The y range of percentages: from 10 points below the lowest value (floored to tens)."""
+    lowest = min((min(values, default=100) for _, _, values in series), default=0)
+    return max(0, 10 * (lowest // 10) - 10), 100
+
+
+def build_report(base, out, run_url=None):
+    """The text of report.md; draws the PNG figures into `out` on the way."""
     metrics, noise = dvc_diff("metrics", base, "--all"), seed_noise()
     verdicts, sections = [], []
     for recipe, dataset, metrics_file, csvs in evaluations():
@@ -142,17 +168,22 @@ def build_report(base, out):
         title = f"{info.title}, {recipe}"
         verdicts.append(verdict(title, *found.get("test_accuracy", (None, None)),
                                 noise.get((recipe, dataset))))
-        table = metrics_table(info.class_names, found, read_sides(base, csvs["per_class"]))
-        sections += [f"## {title}", "", table, "", *figures(
-            out, f"{recipe}_{dataset}", title, info.class_names, base, csvs), ""]
+        per_class = read_sides(base, csvs["per_class"])
+        figures(out, f"{recipe}_{dataset}", title, info.class_names, base, csvs)
+        sections += [f"## {title}", "", metrics_table(info.class_names, found, per_class), "",
+                     *charts(title, info.class_names,
+                             read_sides(base, csvs["finetune_classifier"]), per_class), ""]
     changed = [[f"`{key}`", f"`{old}`", f"`{new}`"]
                for keys in dvc_diff("params", base).values() for key, (old, new) in keys.items()]
+    where = f"the artifact `pr-report` of [this workflow run]({run_url})" if run_url else (
+        "the PNG files beside this report")
     return "\n".join([
-        "# Stacked autoencoders: pull-request report", "",
+        MARKER, "# Stacked autoencoders: pull-request report", "",
         f"Base `{base}` → head (this branch after `dvc repro`). Seed noise is the standard "
         f"deviation of test accuracy over seeds in the ablation's {NOISE_ARM} arm "
         f"(`{ABLATION_SUMMARY}`); a change larger than {NOISE_FACTOR} times that is beyond it.",
-        "", *verdicts, "", "## Params", "",
+        "", *verdicts, "", f"All training curves and both confusion matrices: {where}.", "",
+        "## Params", "",
         markdown_table(["param", "base", "head"], changed) if changed else "No params changed.",
         "", *sections])
 
@@ -161,9 +192,11 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--base", required=True, help="git revision to compare with")
     parser.add_argument("--out", required=True, type=Path, help="folder for report.md")
+    parser.add_argument("--run-url", help="the workflow run whose artifact holds the PNGs")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
-    write_text(args.out / "report.md", build_report(args.base, args.out).rstrip() + "\n")
+    text = build_report(args.base, args.out, args.run_url)
+    write_text(args.out / "report.md", text.rstrip() + "\n")
     print(f"wrote {args.out / 'report.md'}")
 
 

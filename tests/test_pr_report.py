@@ -1,6 +1,6 @@
-"""The pull-request report: its workflow passes actionlint, its verdict weighs a change against
-seed noise, and `python -m scripts.pr_report` compares a base commit with the workspace on a
-tiny real project.
+"""The pull-request report: its workflow passes actionlint and posts with GitHub's own means,
+its verdict weighs a change against seed noise, its charts are Mermaid blocks that render, and
+`python -m scripts.pr_report` compares a base commit with the workspace on a tiny real project.
 
 One repository serves the end-to-end tests (each `dvc repro` of it takes a minute or two):
   HEAD~1     the project before any run: a base without metrics or plots (a first PR);
@@ -16,15 +16,16 @@ import sys
 from pathlib import Path
 
 import matplotlib.image
+import pandas as pd
 import pytest
 import yaml
 
-from scripts import pr_report
+from scripts import pr_report, render_mermaid
 from sae.datasets import DATASETS
 from tests.conftest import RECIPES, ROOT, dvc, run, tiny_project
 
 WORKFLOW = ROOT / ".github" / "workflows" / "pr-report.yml"
-IMAGE_LINK = re.compile(r"!\[[^\]]*\]\(([^)]+)\)")
+RUN_URL = "https://github.com/owner/repo/actions/runs/123"
 # Seed std of test accuracy in the fixture ablation summary: MNIST's so small that any change
 # (a multiple of 0.5 points on 200 test images) is beyond it, Fashion-MNIST's so large that
 # every change is within it.
@@ -45,7 +46,32 @@ def test_workflow_passes_actionlint_and_runs_the_report_as_a_module():
     done = subprocess.run([actionlint(), str(WORKFLOW)], cwd=ROOT, capture_output=True,
                           text=True)
     assert done.returncode == 0, f"actionlint found problems:\n{done.stdout}{done.stderr}"
-    assert "python -m scripts.pr_report --base" in WORKFLOW.read_text()
+    text = WORKFLOW.read_text()
+    assert "python -m scripts.pr_report --base" in text and '--run-url "$RUN_URL"' in text
+    # GitHub's own means: gh with the job's token, no CML, nothing from npm
+    assert "gh api" in text and "GH_TOKEN: ${{ github.token }}" in text
+    assert "cml" not in text.lower() and "npx" not in text
+    # the comment is found by the first line of report.md, which is the marker
+    assert "marker=$(head -n 1 report/report.md)" in text
+
+
+def test_charts_are_one_mermaid_block_each_base_grey_head_blue():
+    history = pd.DataFrame({"epoch": [1, 2, 3], "test_accuracy": [0.5, 0.8, 0.9]})
+    per_class = pd.DataFrame({"class": ["a", "b"], "test_accuracy": [0.95, 0.625]})
+    curves, _, classes, _, legend = pr_report.charts("MNIST, lecture", ["a", "b"], [history, history[:2]],
+                                          [None, per_class])
+    assert curves.splitlines()[1:] == [
+        '%%{init: {"themeVariables": {"xyChart": {"plotColorPalette": "#9e9e9e, #1f77b4"}}}}%%',
+        "xychart-beta",
+        '    title "MNIST, lecture: test accuracy per epoch"',
+        '    x-axis ["1", "2", "3"]', '    y-axis "test accuracy (%)" 40 --> 100',
+        "    line [50.00, 80.00, 90.00]", "    line [50.00, 80.00]", "```"]
+    assert classes.startswith("```mermaid\n") and classes.endswith("\n```")
+    assert '"plotColorPalette": "#1f77b4"' in classes  # no base: the head's bars alone
+    assert "\n    bar [95.00, 62.50]\n" in classes and "\n    line " not in classes
+    assert legend.startswith("_Base grey, head blue")
+    assert pr_report.charts("t", ["a"], [None, None], [None, None])[0:3:2] == [
+        "_No fine-tuning history on either side._", "_No accuracy per class on either side._"]
 
 
 def test_verdict_says_whether_the_change_is_beyond_seed_noise():
@@ -99,17 +125,24 @@ def repo(tmp_path_factory, real_data):
 
 def report(repo, base, out):
     """Run the script as CI does; the text of report.md and its folder."""
-    run([sys.executable, "-m", "scripts.pr_report", "--base", base, "--out", out], repo)
+    run([sys.executable, "-m", "scripts.pr_report", "--base", base, "--out", out,
+         "--run-url", RUN_URL], repo)
     return (repo / out / "report.md").read_text(), repo / out
 
 
-def linked_images(text, folder):
-    """The images report.md links, each checked to be a readable PNG beside it."""
-    names = IMAGE_LINK.findall(text)
-    for name in names:
-        assert "/" not in name, f"{name}: image links must be file names beside report.md"
+def check_comment(text, folder, charts):
+    """The comment body: the marker first, no image links (nothing to host), `charts` Mermaid
+    blocks, the artifact's run linked; the PNGs it points to are readable, in `folder`."""
+    assert text.startswith(pr_report.MARKER + "\n")
+    assert "![" not in text and "<img" not in text.lower(), "no image links in the comment"
+    assert re.findall(r"https?://[^\s)]+", text) == [RUN_URL]
+    blocks = render_mermaid.mermaid_blocks(text)
+    assert len(blocks) == text.count("```mermaid") == charts
+    assert all("\nxychart-beta\n" in block for block in blocks)
+    pngs = sorted(path.name for path in folder.glob("*.png"))
+    for name in pngs:
         assert matplotlib.image.imread(folder / name).ndim == 3, name
-    return sorted(names)
+    return pngs
 
 
 def test_report_shows_the_lr_change_and_weighs_each_accuracy_change(repo):
@@ -133,7 +166,8 @@ def test_report_shows_the_lr_change_and_weighs_each_accuracy_change(repo):
             assert line in text, f"no verdict {line!r} in:\n{text}"
             for name in info.class_names:
                 assert f"| accuracy of class {name} " in text
-    assert linked_images(text, folder) == sorted(
+    assert "| metric | base | head | change |" in text
+    assert check_comment(text, folder, 2 * len(RECIPES) * len(DATASETS)) == sorted(
         f"{r}_{d}_{kind}.png" for r in RECIPES for d in DATASETS
         for kind in ("curves", "confusion_base", "confusion_head"))
 
@@ -143,5 +177,19 @@ def test_report_on_a_base_without_metrics_says_so_and_draws_the_head(repo):
     for recipe in RECIPES:
         for info in DATASETS.values():
             assert f"- **{info.title}, {recipe}**: no metrics at the base yet" in text, text
-    assert text.count("_No confusion matrix at the base._") == len(RECIPES) * len(DATASETS)
-    assert len(linked_images(text, folder)) == 2 * len(RECIPES) * len(DATASETS)
+    pngs = check_comment(text, folder, 2 * len(RECIPES) * len(DATASETS))
+    assert len(pngs) == 2 * len(RECIPES) * len(DATASETS)  # curves and the head's confusion
+
+
+def test_every_mermaid_block_of_the_comment_renders_in_chromium(repo, tmp_path):
+    """Mermaid's own parser and renderer, in a headless browser, as GitHub draws them."""
+    if render_mermaid.browser() is None:
+        pytest.skip("no Chromium on PATH (Debian: apt-get install chromium)")
+    if render_mermaid.mermaid_script() is None:
+        pytest.skip("no mermaid.min.js: `npm install --no-save mermaid` in the repository "
+                    "root, or set MERMAID_JS to its path")
+    text, _ = report(repo, "HEAD", "report_rendered")
+    blocks = render_mermaid.mermaid_blocks(text)
+    assert render_mermaid.render(blocks) == ["ok"] * len(blocks)
+    # and a broken block is caught, so that "ok" means something
+    assert render_mermaid.render(["xychart-beta\n    line [1, 2"])[0].startswith("error: ")
