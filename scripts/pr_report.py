@@ -23,14 +23,15 @@ from sae import evaluation, plots
 from sae.atomic import write_text
 from sae.datasets import DATASETS
 from sae.params import PHASES
-from scripts import markdown_table, xychart
+from scripts import markdown_table, prediction95, xychart
 
 # The first line of the comment: the workflow finds its earlier comment by it.
 MARKER = "<!-- stacked-autoencoders report -->"
 ABLATION_SUMMARY = Path("plots/ablation/ablation_summary.csv")
-# The greedy arm is the pipeline as it runs, so its seed-to-seed spread is how far a re-run
-# with another seed moves; a change counts once it exceeds NOISE_FACTOR times that spread.
-NOISE_ARM, NOISE_FACTOR = "greedy", 2
+# The greedy arm is the pipeline as it runs, so its seed-to-seed spread says how far a re-run
+# with another seed moves: a change outside the 95 % prediction interval of one more run is
+# beyond seed noise.
+NOISE_ARM = "greedy"
 # Class names are text: MNIST's "0" must not be read as the number 0.
 CLASS_COLUMNS = {column: str for column in ("class", "actual", "predicted")}
 COLOURS = ("#9e9e9e", "#1f77b4")  # base grey, head blue, as in the PNG curves
@@ -88,8 +89,10 @@ def verdict(title, old, new, noise):
     if noise is None:
         return line + ", seed noise unknown (no ablation summary for this recipe and dataset)"
     std, seeds = 100 * noise[0], int(noise[1])
-    where = "within" if abs(change) <= NOISE_FACTOR * std else "beyond"
-    return line + f", {where} seed noise (seed std {std:.2f} points over {seeds} seeds)"
+    interval = prediction95(std, seeds)
+    where = "within" if abs(change) <= interval else "beyond"
+    return line + (f", {where} seed noise (95 % prediction interval of a re-run: "
+                   f"±{interval:.2f} points, from a seed std of {std:.2f} over {seeds} seeds)")
 
 
 def metrics_table(class_names, metrics, per_class):
@@ -179,9 +182,10 @@ def build_report(base, out, run_url=None):
         "the PNG files beside this report")
     return "\n".join([
         MARKER, "# Stacked autoencoders: pull-request report", "",
-        f"Base `{base}` → head (this branch after `dvc repro`). Seed noise is the standard "
-        f"deviation of test accuracy over seeds in the ablation's {NOISE_ARM} arm "
-        f"(`{ABLATION_SUMMARY}`); a change larger than {NOISE_FACTOR} times that is beyond it.",
+        f"Base `{base}` → head (this branch after `dvc repro`). Seed noise: the 95 % "
+        "prediction interval of one re-run with another seed, t(0.975, n−1) · s · √(1 + 1/n), "
+        f"from the std s of test accuracy over the n seeds of the ablation's {NOISE_ARM} arm "
+        f"(`{ABLATION_SUMMARY}`); a change outside it is beyond seed noise.",
         "", *verdicts, "", f"All training curves and both confusion matrices: {where}.", "",
         "## Params", "",
         markdown_table(["param", "base", "head"], changed) if changed else "No params changed.",

@@ -74,12 +74,17 @@ def test_charts_are_one_mermaid_block_each_base_grey_head_blue():
         "_No fine-tuning history on either side._", "_No accuracy per class on either side._"]
 
 
-def test_verdict_says_whether_the_change_is_beyond_seed_noise():
+def test_verdict_weighs_the_change_against_the_prediction_interval_of_a_re_run():
     title = "**MNIST, lecture**: test accuracy 91.33 % → "
+    # std 0.25 points over 3 seeds: t(0.975, 2) 4.3027 * 0.25 * sqrt(1 + 1/3) = 1.24 points
     assert pr_report.verdict("MNIST, lecture", 0.9133, 0.9173, (0.0025, 3)) == (
-        f"- {title}91.73 %: +0.40 points, within seed noise (seed std 0.25 points over 3 seeds)")
-    assert pr_report.verdict("MNIST, lecture", 0.9133, 0.9083, (0.0020, 5)) == (
-        f"- {title}90.83 %: -0.50 points, beyond seed noise (seed std 0.20 points over 5 seeds)")
+        f"- {title}91.73 %: +0.40 points, within seed noise (95 % prediction interval of a "
+        "re-run: ±1.24 points, from a seed std of 0.25 over 3 seeds)")
+    # std 0.10 over 5 seeds: 2.7764 * 0.10 * sqrt(1.2) = 0.30 points; twice the std (the rule
+    # before) would have called 0.50 points within
+    assert pr_report.verdict("MNIST, lecture", 0.9133, 0.9083, (0.0010, 5)) == (
+        f"- {title}90.83 %: -0.50 points, beyond seed noise (95 % prediction interval of a "
+        "re-run: ±0.30 points, from a seed std of 0.10 over 5 seeds)")
     assert pr_report.verdict("MNIST, lecture", 0.9133, 0.9133, None).endswith(
         ": +0.00 points, seed noise unknown (no ablation summary for this recipe and dataset)")
     assert pr_report.verdict("MNIST, lecture", None, 0.9133, None) == (
@@ -162,7 +167,7 @@ def test_report_shows_the_lr_change_and_weighs_each_accuracy_change(repo):
                 line += "seed noise unknown"
             else:
                 where = "within" if dataset == "fashion_mnist" or change == 0 else "beyond"
-                line += f"{where} seed noise (seed std {100 * NOISE[dataset]:.2f} points"
+                line += f"{where} seed noise (95 % prediction interval of a re-run: ±"
             assert line in text, f"no verdict {line!r} in:\n{text}"
             for name in info.class_names:
                 assert f"| accuracy of class {name} " in text

@@ -6,13 +6,14 @@ import pandas as pd
 import pytest
 
 from sae.datasets import DATASETS
-from scripts import readme_results
+from scripts import mean_ci95, readme_results
 from tests.conftest import ROOT
 
 MAX_README_BYTES = 12 * 1024
 LAYER1 = [0.1918, 0.1007, 0.09, 0.08, 0.075, 0.072, 0.07, 0.068, 0.067, 0.0663]
 STACKED = [0.0877, 0.07, 0.0665, 0.0588, 0.058, 0.057, 0.056, 0.055, 0.054, 0.0533]
 ACCURACY = [0.598, 0.7849, 0.8553, 0.8814, 0.89, 0.9, 0.905, 0.91, 0.912, 0.9133]
+TEST_IMAGES = 10_000
 NLL = [1.6, 1.049, 0.629, 0.481, 0.45, 0.4, 0.37, 0.34, 0.32, 0.302]
 
 
@@ -34,13 +35,19 @@ def write_results(root, recipe, dataset, accuracy=0.9133):
     per_class = [0.9796, 0.9745, 0.87, 0.88, 0.95, 0.8733, 0.94, 0.92, 0.87, 0.88]
     pd.DataFrame({"class": DATASETS[dataset].class_names, "test_accuracy": per_class}).to_csv(
         folder / "per_class.csv", index=False)
+    labels = [str(i % 10) for i in range(TEST_IMAGES)]  # one row per test image
+    pd.DataFrame({"actual": labels, "predicted": labels}).to_csv(folder / "confusion.csv",
+                                                                 index=False)
 
 
 def write_ablation_summary(root):
-    """An ablation summary as scripts.ablation writes it: greedy 90 ± 1 %, others 80 ± 2 %."""
+    """An ablation summary as scripts.ablation writes it: greedy 90 %, others 80 %, std 1 and
+    2 points over 3 seeds."""
+    std = {arm: 0.01 if arm == "greedy" else 0.02 for arm in readme_results.ARM_TITLES}
     rows = [{"recipe": recipe, "dataset": dataset, "arm": arm,
              "test_accuracy_mean": 0.9 if arm == "greedy" else 0.8,
-             "test_accuracy_std": 0.01 if arm == "greedy" else 0.02, "test_accuracy_count": 3}
+             "test_accuracy_std": std[arm], "test_accuracy_count": 3,
+             "test_accuracy_ci95": mean_ci95(std[arm], 3)}
             for recipe in ("lecture", "tuned") for dataset in DATASETS
             for arm in readme_results.ARM_TITLES]
     (root / "plots" / "ablation").mkdir(parents=True)
@@ -81,14 +88,16 @@ def test_lecture_tables_put_the_pipeline_beside_the_lecture_and_the_rerun(result
         "0.0877; epoch 4 (0.0588)")
     assert rows["weakest classes"][2] == "Pullover 87.0 %, Bag 87.0 %"
     # Both datasets' tables have this row: the later (Fashion-MNIST) one is kept here.
-    assert rows["classifier test accuracy, final (epoch 10)"] == ["–", "80.83 %", "91.33 %"]
+    # 91.33 % on 10,000 images: 1.96 * sqrt(0.9133 * 0.0867 / 10000) = 0.55 points
+    assert rows["classifier test accuracy, final (epoch 10)"] == ["–", "80.83 %",
+                                                                 "91.33 % ± 0.55"]
 
 
 def test_tuned_row_gives_accuracy_beside_its_aim_and_the_lecture_recipe(results):
     rows = cells(readme_results.render(results))
     for dataset, info in DATASETS.items():
-        assert rows[info.title] == ["98.77 %", readme_results.TUNED_AIMS[dataset], "0.292",
-                                    "91.33 %"]
+        assert rows[info.title] == ["98.77 % ± 0.22", readme_results.TUNED_AIMS[dataset],
+                                    "0.292", "91.33 %"]
 
 
 def test_check_fails_on_a_stale_block_until_it_is_rendered(results, capsys):
@@ -111,8 +120,9 @@ def test_learn_block_sets_each_autoencoder_beside_pca_and_the_ablation_arms(resu
     # layer 1: MSE 0.066 is 200 times PCA's 0.00033; the mean image predicts 0.0675
     assert ["MNIST", "layer 1 (code 400)", "0.0660 (200×)", "0.0660 (200×)", "0.00033",
             "0.0675"] in rows
-    assert ["lecture", "MNIST", "90.00 ± 1.00 (3)", "80.00 ± 2.00 (3)", "80.00 ± 2.00 (3)",
-            "80.00 ± 2.00 (3)"] in rows
+    # the 95 % t-interval of a mean over 3 seeds: 4.3027 * std / sqrt(3)
+    assert ["lecture", "MNIST", "90.00 ± 2.48 (3)", "80.00 ± 4.97 (3)", "80.00 ± 4.97 (3)",
+            "80.00 ± 4.97 (3)"] in rows
 
 
 def test_check_needs_the_markers(results):
