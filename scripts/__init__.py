@@ -2,6 +2,9 @@
 repository root (pull-request report, README results, sweeps, ablation, verification), and
 the helpers the reports share. Standard library only: the sweep workflow imports this package
 before the project is installed."""
+import math
+import numbers
+import sys
 
 
 def markdown_table(header, rows):
@@ -68,3 +71,69 @@ def binomial95(p, n):
     """Half-width of the 95 % interval of an accuracy p measured on n test images (normal
     approximation to the binomial, good for n p (1 - p) well above 5)."""
     return Z975 * (p * (1 - p) / n)**0.5
+
+
+# ------------------------------------------------------------------ refusing bad data
+# Reports read metrics and tables that a person, a merge or a failed run may have broken: each
+# value is checked where it is read, and a bad one ends the report with one line that names
+# the file, the value and what is allowed.
+
+def is_number(value):
+    """A real number (Python's or numpy's), not a bool, not text."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def bad_data(where, what, value, allowed):
+    value = value.item() if hasattr(value, "item") else value  # numpy's, shown as Python's
+    sys.exit(f"error: {where}: {what} is {value!r}; {allowed}")
+
+
+def accuracy(value, where, what="test_accuracy"):
+    """`value` if it is an accuracy (a finite number in [0, 1]), else exit with one line."""
+    if not (is_number(value) and 0 <= value <= 1):  # NaN fails the comparison too
+        bad_data(where, what, value, "an accuracy must be a finite number in [0, 1]")
+    return value
+
+
+def non_negative(value, where, what, missing_ok=False):
+    """`value` if it is a finite number >= 0 (a spread, a loss, an MSE), or NaN where
+    `missing_ok` (e.g. the spread of a single seed); else exit with one line."""
+    if missing_ok and is_number(value) and math.isnan(value):
+        return value
+    if not (is_number(value) and 0 <= value < math.inf):
+        bad_data(where, what, value, "it must be a finite number >= 0")
+    return value
+
+
+def read_table(source, columns, where=None, dtype=None):
+    """A CSV file (a path, or text read elsewhere from `where`) as a pandas DataFrame that has
+    `columns`; one line of error for a file that is empty, garbled or lacks a column."""
+    where = source if where is None else where
+    import pandas as pd  # here: this package must import without pandas (see above)
+    try:
+        table = pd.read_csv(source, dtype=dtype)
+    except (ValueError, pd.errors.ParserError) as error:  # empty, undecodable, ragged
+        sys.exit(f"error: {where} is not a readable CSV table ({' '.join(str(error).split())})")
+    missing = [column for column in columns if column not in table.columns]
+    if missing:
+        sys.exit(f"error: {where} has no column {missing[0]!r}; it needs {', '.join(columns)}")
+    return table
+
+
+SUMMARY_COLUMNS = ("recipe", "dataset", "arm", "test_accuracy_mean", "test_accuracy_std",
+                   "test_accuracy_count", "test_accuracy_ci95")
+
+
+def read_summary(path):
+    """An ablation summary (scripts.ablation), each row checked: a mean accuracy, a seed
+    count >= 1, and a spread and interval >= 0 (missing only for a single seed)."""
+    table = read_table(path, SUMMARY_COLUMNS)
+    for i, row in enumerate(table.to_dict("records"), start=2):  # line 1 is the header
+        where = f"{path}, line {i}"
+        count = row["test_accuracy_count"]
+        if not (is_number(count) and count >= 1 and count == int(count)):
+            bad_data(where, "test_accuracy_count", count, "a seed count must be an integer >= 1")
+        accuracy(row["test_accuracy_mean"], where, "test_accuracy_mean")
+        for column in ("test_accuracy_std", "test_accuracy_ci95"):
+            non_negative(row[column], where, column, missing_ok=count == 1)
+    return table

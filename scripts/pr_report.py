@@ -15,7 +15,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pandas as pd
 import torch
 from dvc.repo import Repo
 
@@ -23,7 +22,8 @@ from sae import evaluation, plots
 from sae.atomic import write_text
 from sae.datasets import DATASETS
 from sae.params import PHASES
-from scripts import markdown_table, prediction95, xychart
+from scripts import (accuracy, markdown_table, non_negative, prediction95, read_summary,
+                     read_table, xychart)
 
 # The first line of the comment: the workflow finds its earlier comment by it.
 MARKER = "<!-- stacked-autoencoders report -->"
@@ -59,20 +59,37 @@ def evaluations():
                {Path(p).stem: p for p in paths if p.endswith(".csv")})
 
 
-def read_sides(base, path):
-    """[base, head] tables of a CSV, the base's from git; None for a side without it."""
+def read_sides(base, path, columns=()):
+    """[base, head] tables of a CSV, the base's from git; None for a side without it. Each
+    has `columns`, and its accuracies are accuracies, or the report stops with one line."""
     done = subprocess.run(["git", "show", f"{base}:{path}"], capture_output=True, text=True)
-    sources = [io.StringIO(done.stdout) if done.returncode == 0 else None,
-               path if Path(path).is_file() else None]
-    return [None if s is None else pd.read_csv(s, dtype=CLASS_COLUMNS) for s in sources]
+    sources = {f"{path} at {base}": io.StringIO(done.stdout) if done.returncode == 0 else None,
+               f"{path} (workspace)": path if Path(path).is_file() else None}
+    tables = [None if s is None else read_table(s, columns, where, CLASS_COLUMNS)
+              for where, s in sources.items()]
+    for where, table in zip(sources, tables):
+        for column in [c for c in ([] if table is None else table) if c.endswith("accuracy")]:
+            for value in table[column]:
+                accuracy(value, where, column)
+    return tables
+
+
+def checked_metrics(found, path, base):
+    """`dvc metrics diff` of one metrics file, {key: (old, new)}, every value checked: an
+    accuracy in [0, 1], any other metric a number >= 0; one line of error otherwise."""
+    for key, sides in found.items():
+        for where, value in zip((f"{path} at {base}", f"{path} (workspace)"), sides):
+            if value is not None:
+                (accuracy if "accuracy" in key else non_negative)(value, where, key)
+    return found
 
 
 def seed_noise():
     """{(recipe, dataset): (std of test accuracy, seeds)} of the ablation's greedy arm."""
     if not ABLATION_SUMMARY.is_file():
         return {}
-    table = pd.read_csv(ABLATION_SUMMARY).query("arm == @NOISE_ARM")
-    table = table.dropna(subset="test_accuracy_std")  # one seed has no spread
+    table = read_summary(ABLATION_SUMMARY).query("arm == @NOISE_ARM")
+    table = table[table.test_accuracy_count > 1]  # one seed has no spread
     return {(r.recipe, r.dataset): (r.test_accuracy_std, r.test_accuracy_count)
             for r in table.itertuples()}
 
@@ -127,11 +144,12 @@ def confusion(rows, class_names):
 
 def figures(out, name, title, class_names, base, csvs):
     """Draw one evaluation's base-vs-head PNGs into `out`, for the artifact."""
-    histories = {phase: read_sides(base, csvs[phase]) for phase in PHASES}
+    histories = {phase: read_sides(base, csvs[phase], ("epoch",)) for phase in PHASES}
     sides = [{p: h[i].to_dict("records") for p, h in histories.items() if h[i] is not None}
              for i in (0, 1)]
     plots.curves_base_vs_head(out / f"{name}_curves.png", *sides, title)
-    for side, rows in zip(("base", "head"), read_sides(base, csvs["confusion"])):
+    confusions = read_sides(base, csvs["confusion"], ("actual", "predicted"))
+    for side, rows in zip(("base", "head"), confusions):
         if rows is not None:
             plots.confusion_heatmap(out / f"{name}_confusion_{side}.png",
                                     confusion(rows, class_names), class_names, f"{title}, {side}")
@@ -167,15 +185,17 @@ def build_report(base, out, run_url=None):
     metrics, noise = dvc_diff("metrics", base, "--all"), seed_noise()
     verdicts, sections = [], []
     for recipe, dataset, metrics_file, csvs in evaluations():
-        info, found = DATASETS[dataset], metrics.get(metrics_file, {})
+        info = DATASETS[dataset]
+        found = checked_metrics(metrics.get(metrics_file, {}), metrics_file, base)
         title = f"{info.title}, {recipe}"
         verdicts.append(verdict(title, *found.get("test_accuracy", (None, None)),
                                 noise.get((recipe, dataset))))
-        per_class = read_sides(base, csvs["per_class"])
+        per_class = read_sides(base, csvs["per_class"], ("class", "test_accuracy"))
         figures(out, f"{recipe}_{dataset}", title, info.class_names, base, csvs)
         sections += [f"## {title}", "", metrics_table(info.class_names, found, per_class), "",
                      *charts(title, info.class_names,
-                             read_sides(base, csvs["finetune_classifier"]), per_class), ""]
+                             read_sides(base, csvs["finetune_classifier"],
+                                        ("epoch", "test_accuracy")), per_class), ""]
     changed = [[f"`{key}`", f"`{old}`", f"`{new}`"]
                for keys in dvc_diff("params", base).values() for key, (old, new) in keys.items()]
     where = f"the artifact `pr-report` of [this workflow run]({run_url})" if run_url else (
@@ -198,6 +218,8 @@ def main(argv=None):
     parser.add_argument("--out", required=True, type=Path, help="folder for report.md")
     parser.add_argument("--run-url", help="the workflow run whose artifact holds the PNGs")
     args = parser.parse_args(argv)
+    if args.out.exists() and not args.out.is_dir():
+        sys.exit(f"error: --out {args.out} is a file; name a folder (created if missing)")
     args.out.mkdir(parents=True, exist_ok=True)
     text = build_report(args.base, args.out, args.run_url)
     write_text(args.out / "report.md", text.rstrip() + "\n")

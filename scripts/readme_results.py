@@ -19,7 +19,8 @@ import pandas as pd
 
 from sae.datasets import DATASETS
 from sae.params import PHASES
-from scripts import binomial95, markdown_table
+from scripts import (accuracy, binomial95, markdown_table, non_negative, read_summary,
+                     read_table)
 
 START, END = "<!-- results:start -->", "<!-- results:end -->"
 LEARN_START, LEARN_END = "<!-- learn:start -->", "<!-- learn:end -->"
@@ -34,12 +35,18 @@ class Run:
 
     def __init__(self, root, recipe, dataset):
         folder = Path(root, "plots", recipe, dataset)
-        metrics = json.loads(Path(root, "metrics", recipe, f"{dataset}.json").read_text())
-        self.metrics = pd.json_normalize(metrics).iloc[0]
-        self.history = {p: pd.read_csv(folder / f"{p}.csv", index_col="epoch") for p in PHASES}
-        self.per_class = pd.read_csv(folder / "per_class.csv", index_col="class",
-                                     dtype={"class": str}).test_accuracy
-        self.test_images = len(pd.read_csv(folder / "confusion.csv"))  # a row per test image
+        self.metrics = read_metrics(Path(root, "metrics", recipe, f"{dataset}.json"))
+        self.history = {p: read_table(folder / f"{p}.csv", ("epoch",)).set_index("epoch")
+                        for p in PHASES}
+        for value in self.history["finetune_classifier"].get("test_accuracy", []):
+            accuracy(value, folder / "finetune_classifier.csv")
+        per_class = read_table(folder / "per_class.csv", ("class", "test_accuracy"),
+                               dtype={"class": str})
+        self.per_class = per_class.set_index("class").test_accuracy
+        for value in self.per_class:
+            accuracy(value, folder / "per_class.csv")
+        # one row per test image
+        self.test_images = len(read_table(folder / "confusion.csv", ("actual", "predicted")))
 
     def test_accuracy(self):
         """Test accuracy in percent with its binomial 95 % interval on this test set."""
@@ -58,6 +65,18 @@ class Run:
 
     def accuracy(self, *epochs):
         return self.at("finetune_classifier", "test_accuracy", *epochs, digits=2, scale=100)
+
+
+def read_metrics(path):
+    """A metrics file of evaluate, flattened, each value checked: accuracies in [0, 1], the
+    other metrics (NLL, MSEs) numbers >= 0; one line of error otherwise."""
+    try:
+        metrics = pd.json_normalize(json.loads(path.read_text())).iloc[0]
+    except (ValueError, AttributeError, IndexError) as error:  # not JSON, not an object
+        sys.exit(f"error: {path} is no metrics file of evaluate ({error})")
+    for key, value in metrics.items():
+        (accuracy if "accuracy" in key else non_negative)(value, path, key)
+    return metrics
 
 
 def first_epoch_below_layer1(run):
@@ -144,7 +163,7 @@ def reconstruction_table(root):
 def ablation_table(root):
     """Test accuracy per arm: mean ± the half-width of its 95 % t-interval over the seeds
     (n); "–" for an arm the study has not run."""
-    summary = pd.read_csv(Path(root, "plots", "ablation", "ablation_summary.csv"))
+    summary = read_summary(Path(root, "plots", "ablation", "ablation_summary.csv"))
     rows = []
     for (recipe, dataset), part in summary.groupby(["recipe", "dataset"], sort=False):
         by_arm = part.set_index("arm")

@@ -30,6 +30,8 @@ RUN_URL = "https://github.com/owner/repo/actions/runs/123"
 # (a multiple of 0.5 points on 200 test images) is beyond it, Fashion-MNIST's so large that
 # every change is within it.
 NOISE = {"mnist": 0.0001, "fashion_mnist": 0.5}
+SUMMARY_HEADER = ("recipe,dataset,arm,test_accuracy_mean,test_accuracy_std,test_accuracy_count,"
+                  "test_accuracy_ci95\n")
 
 
 def actionlint():
@@ -93,12 +95,12 @@ def test_verdict_weighs_the_change_against_the_prediction_interval_of_a_re_run()
 
 def write_ablation_summary(folder, rows):
     """A small ablation_summary.csv as scripts.ablation writes it: (arm, recipe, dataset,
-    test_accuracy_std) rows, 3 seeds each."""
+    test_accuracy_std) rows, 3 seeds each (1 where std is "", as one seed has no spread)."""
     path = folder / pr_report.ABLATION_SUMMARY
     path.parent.mkdir(parents=True, exist_ok=True)
-    lines = [f"{recipe},{dataset},{arm},0.9,{std},3" for arm, recipe, dataset, std in rows]
-    path.write_text("\n".join(["recipe,dataset,arm,test_accuracy_mean,test_accuracy_std,"
-                               "test_accuracy_count", *lines]) + "\n")
+    lines = [f"{recipe},{dataset},{arm},0.9,{std},{3 if std != '' else 1},{std}"
+             for arm, recipe, dataset, std in rows]
+    path.write_text("\n".join([SUMMARY_HEADER.strip(), *lines]) + "\n")
 
 
 def test_seed_noise_is_the_greedy_arms_spread(tmp_path, monkeypatch):
@@ -198,3 +200,64 @@ def test_every_mermaid_block_of_the_comment_renders_in_chromium(repo, tmp_path):
     assert render_mermaid.render(blocks) == ["ok"] * len(blocks)
     # and a broken block is caught, so that "ok" means something
     assert render_mermaid.render(["xychart-beta\n    line [1, 2"])[0].startswith("error: ")
+
+
+# ------------------------------------------------------------------ bad data
+
+@pytest.mark.parametrize("text, message", [
+    ("", "is not a readable CSV table"),
+    ("recipe,dataset,arm\nlecture,mnist,greedy\n", "has no column 'test_accuracy_mean'"),
+    (SUMMARY_HEADER + "<<<<<<< HEAD\nlecture,mnist,greedy,0.9,0.01,3,0.02\n=======\n"
+     "lecture,mnist,greedy,0.8,0.01,3,0.02\n>>>>>>> other\n", "line 2: test_accuracy_count"),
+    (SUMMARY_HEADER + "lecture,mnist,greedy,0.9,-0.5,3,0.02\n",
+     "line 2: test_accuracy_std is -0.5; it must be a finite number >= 0"),
+    (SUMMARY_HEADER + "lecture,mnist,greedy,nan,0.01,3,0.02\n",
+     "line 2: test_accuracy_mean is nan; an accuracy must be a finite number in [0, 1]"),
+    (SUMMARY_HEADER + "lecture,mnist,greedy,0.9,0.01,3,lots\n",
+     "line 2: test_accuracy_ci95 is 'lots'"),
+])
+def test_seed_noise_refuses_a_broken_summary_in_one_line(tmp_path, monkeypatch, text, message):
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / pr_report.ABLATION_SUMMARY
+    path.parent.mkdir(parents=True)
+    path.write_text(text)
+    with pytest.raises(SystemExit) as stop:
+        pr_report.seed_noise()
+    assert str(stop.value).startswith(f"error: {pr_report.ABLATION_SUMMARY}")
+    assert message in str(stop.value) and "\n" not in str(stop.value)
+
+
+@pytest.mark.parametrize("key, value, allowed", [
+    ("test_accuracy", float("nan"), "an accuracy must be a finite number in [0, 1]"),
+    ("test_accuracy", True, "an accuracy must be a finite number in [0, 1]"),
+    ("test_accuracy", "0.17", "an accuracy must be a finite number in [0, 1]"),
+    ("test_accuracy", 1.5, "an accuracy must be a finite number in [0, 1]"),
+    ("test_nll", -0.2, "it must be a finite number >= 0"),
+])
+def test_metrics_that_are_no_numbers_in_range_stop_the_report(key, value, allowed):
+    found = {"test_accuracy": (0.9, 0.91), "test_nll": (0.3, 0.29), key: (0.5, value)}
+    with pytest.raises(SystemExit) as stop:
+        pr_report.checked_metrics(found, "metrics/lecture/mnist.json", "main")
+    assert str(stop.value) == (f"error: metrics/lecture/mnist.json (workspace): {key} is "
+                               f"{value!r}; {allowed}")
+    good = {"test_accuracy": (None, 0.91), "reconstruction_mse.layer1": (0.066, 0.065)}
+    assert pr_report.checked_metrics(good, "m.json", "main") == good
+
+
+def test_a_per_class_table_with_a_bad_accuracy_stops_the_report(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no git here: the base side is absent
+    (tmp_path / "per_class.csv").write_text("class,test_accuracy\n0,0.98\n1,1.7\n")
+    with pytest.raises(SystemExit, match=r"^error: per_class.csv \(workspace\): test_accuracy "
+                                         r"is 1.7; an accuracy must be"):
+        pr_report.read_sides("main", "per_class.csv", ("class", "test_accuracy"))
+    (tmp_path / "per_class.csv").write_text("klass,accuracy_of\n0,0.98\n")
+    with pytest.raises(SystemExit, match="has no column 'class'"):
+        pr_report.read_sides("main", "per_class.csv", ("class", "test_accuracy"))
+
+
+def test_out_naming_a_file_is_one_line_and_leaves_the_file(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "notes.md").write_text("mine\n")
+    with pytest.raises(SystemExit, match=r"^error: --out notes.md is a file; name a folder"):
+        pr_report.main(["--base", "main", "--out", "notes.md"])
+    assert (tmp_path / "notes.md").read_text() == "mine\n"

@@ -140,3 +140,47 @@ def test_readme_results_are_those_of_the_committed_files():
 def test_readme_is_short():
     size = (ROOT / "README.md").stat().st_size
     assert size <= MAX_README_BYTES, f"README.md is {size} bytes; move detail to docs/"
+
+
+# ------------------------------------------------------------------ bad data
+
+@pytest.mark.parametrize("key, value", [("test_accuracy", float("nan")), ("test_accuracy", True),
+                                        ("test_accuracy", "0.17"), ("test_accuracy", 1.2),
+                                        ("test_nll", -1.0)])
+def test_a_metrics_value_out_of_range_stops_the_render_in_one_line(results, key, value):
+    path = results / "metrics" / "tuned" / "mnist.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), key: value}))
+    with pytest.raises(SystemExit) as stop:
+        readme_results.main(["--root", str(results)])
+    assert str(stop.value).startswith(f"error: {path}: {key} is {value!r}; ")
+    assert "old tables" in (results / "README.md").read_text()  # nothing written
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"test_accuracy_ci95": -0.01}, "test_accuracy_ci95 is -0.01; it must be a finite number"),
+    ({"test_accuracy_std": float("nan")}, "test_accuracy_std is nan"),  # 3 seeds: a spread
+    ({"test_accuracy_count": 0}, "test_accuracy_count is 0; a seed count must be"),
+])
+def test_a_bad_ablation_summary_stops_the_render_in_one_line(results, change, message):
+    path = results / "plots" / "ablation" / "ablation_summary.csv"
+    summary = pd.read_csv(path)
+    for column, value in change.items():
+        summary.loc[0, column] = value
+    summary.to_csv(path, index=False)
+    with pytest.raises(SystemExit) as stop:
+        readme_results.main(["--root", str(results)])
+    assert str(stop.value).startswith(f"error: {path}, line 2: {message}")
+
+
+def test_a_summary_without_the_interval_column_is_refused(results):
+    path = results / "plots" / "ablation" / "ablation_summary.csv"
+    pd.read_csv(path).drop(columns="test_accuracy_ci95").to_csv(path, index=False)
+    with pytest.raises(SystemExit, match="has no column 'test_accuracy_ci95'"):
+        readme_results.main(["--root", str(results)])
+
+
+def test_a_per_class_accuracy_out_of_range_is_refused(results):
+    path = results / "plots" / "lecture" / "mnist" / "per_class.csv"
+    path.write_text(path.read_text().replace("0.9796", "97.96"))
+    with pytest.raises(SystemExit, match=r"per_class.csv: test_accuracy is 97.96; an accuracy"):
+        readme_results.main(["--root", str(results)])

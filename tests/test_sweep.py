@@ -93,6 +93,39 @@ def test_summary_writes_a_table_per_metrics_file_a_csv_and_a_png(tmp_path):
     assert len(list(csv.DictReader(io.StringIO((tmp_path / "summary.csv").read_text())))) == 12
 
 
+@pytest.mark.parametrize("key, value, allowed", [
+    ("test_accuracy", "0.17", "an accuracy must be a finite number in [0, 1]"),
+    ("test_accuracy", True, "an accuracy must be a finite number in [0, 1]"),
+    ("test_accuracy", float("nan"), "an accuracy must be a finite number in [0, 1]"),
+    ("test_nll", -0.5, "it must be a finite number >= 0"),
+])
+def test_summary_refuses_metrics_that_are_no_numbers_in_range(key, value, allowed):
+    shown_runs = shown()
+    metrics = shown_runs[1]["experiments"][1]["revs"][0]["data"]["metrics"]  # lr045's
+    metrics[FILES[1]]["data"][key] = value
+    with pytest.raises(SystemExit) as stop:
+        sweep_summary.summary_table(shown_runs)
+    assert str(stop.value) == (f"error: experiment lr045, {FILES[1]}: {key} is {value!r}; "
+                               f"{allowed}")
+
+
+def test_a_collapsed_run_s_infinite_or_nan_nll_is_a_result_not_bad_data():
+    shown_runs = shown()
+    metrics = shown_runs[1]["experiments"][0]["revs"][0]["data"]["metrics"]  # lr08's
+    metrics[FILES[1]]["data"]["test_nll"] = float("inf")
+    metrics[FILES[0]]["data"]["test_nll"] = float("nan")
+    table, _ = sweep_summary.summary_table(shown_runs)
+    assert set(table[table.experiment == "lr08"].flag) == {"collapsed"}
+
+
+def test_out_naming_a_file_is_one_line_and_leaves_the_file(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "summary.md").write_text("mine\n")
+    with pytest.raises(SystemExit, match=r"^error: --out summary.md is a file; name a folder"):
+        sweep_summary.main(["--out", "summary.md"])
+    assert (tmp_path / "summary.md").read_text() == "mine\n"
+
+
 # ------------------------------------------------------------------ on a real project
 
 def summarise(path, out="summary"):
