@@ -95,6 +95,14 @@ def accuracy(value, where, what="test_accuracy"):
     return value
 
 
+def accuracy_columns(table, where):
+    """`table` (a DataFrame) if every value of its columns named *accuracy is an accuracy."""
+    for column in [c for c in table.columns if c.endswith("accuracy")]:
+        for value in table[column]:
+            accuracy(value, where, column)
+    return table
+
+
 def non_negative(value, where, what, missing_ok=False):
     """`value` if it is a finite number >= 0 (a spread, a loss, an MSE), or NaN where
     `missing_ok` (e.g. the spread of a single seed); else exit with one line."""

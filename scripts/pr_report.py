@@ -22,8 +22,8 @@ from sae import evaluation, plots
 from sae.atomic import write_text
 from sae.datasets import DATASETS
 from sae.params import PHASES
-from scripts import (accuracy, markdown_table, non_negative, prediction95, read_summary,
-                     read_table, xychart)
+from scripts import (accuracy, accuracy_columns, markdown_table, non_negative, prediction95,
+                     read_summary, read_table, xychart)
 
 # The first line of the comment: the workflow finds its earlier comment by it.
 MARKER = "<!-- stacked-autoencoders report -->"
@@ -65,13 +65,9 @@ def read_sides(base, path, columns=()):
     done = subprocess.run(["git", "show", f"{base}:{path}"], capture_output=True, text=True)
     sources = {f"{path} at {base}": io.StringIO(done.stdout) if done.returncode == 0 else None,
                f"{path} (workspace)": path if Path(path).is_file() else None}
-    tables = [None if s is None else read_table(s, columns, where, CLASS_COLUMNS)
-              for where, s in sources.items()]
-    for where, table in zip(sources, tables):
-        for column in [c for c in ([] if table is None else table) if c.endswith("accuracy")]:
-            for value in table[column]:
-                accuracy(value, where, column)
-    return tables
+    return [None if s is None else
+            accuracy_columns(read_table(s, columns, where, CLASS_COLUMNS), where)
+            for where, s in sources.items()]
 
 
 def checked_metrics(found, path, base):

@@ -19,8 +19,8 @@ import pandas as pd
 
 from sae.datasets import DATASETS
 from sae.params import PHASES
-from scripts import (accuracy, binomial95, markdown_table, non_negative, read_summary,
-                     read_table)
+from scripts import (accuracy, accuracy_columns, binomial95, markdown_table, non_negative,
+                     read_summary, read_table)
 
 START, END = "<!-- results:start -->", "<!-- results:end -->"
 LEARN_START, LEARN_END = "<!-- learn:start -->", "<!-- learn:end -->"
@@ -36,15 +36,13 @@ class Run:
     def __init__(self, root, recipe, dataset):
         folder = Path(root, "plots", recipe, dataset)
         self.metrics = read_metrics(Path(root, "metrics", recipe, f"{dataset}.json"))
-        self.history = {p: read_table(folder / f"{p}.csv", ("epoch",)).set_index("epoch")
+        self.history = {p: accuracy_columns(read_table(folder / f"{p}.csv", ("epoch",)),
+                                            folder / f"{p}.csv").set_index("epoch")
                         for p in PHASES}
-        for value in self.history["finetune_classifier"].get("test_accuracy", []):
-            accuracy(value, folder / "finetune_classifier.csv")
         per_class = read_table(folder / "per_class.csv", ("class", "test_accuracy"),
                                dtype={"class": str})
-        self.per_class = per_class.set_index("class").test_accuracy
-        for value in self.per_class:
-            accuracy(value, folder / "per_class.csv")
+        self.per_class = accuracy_columns(per_class, folder / "per_class.csv").set_index(
+            "class").test_accuracy
         # one row per test image
         self.test_images = len(read_table(folder / "confusion.csv", ("actual", "predicted")))
 
@@ -183,7 +181,8 @@ def render_learn(root):
     return "\n".join([LEARN_START, NOTE,
                       "Test reconstruction MSE (in brackets: as a multiple of PCA's):", "",
                       reconstruction_table(root), "",
-                      "Test accuracy (%) per arm, mean ± 95 % t-interval over seeds (n):", "", ablation_table(root), LEARN_END])
+                      "Test accuracy (%) per arm, mean ± 95 % t-interval over seeds (n):", "",
+                      ablation_table(root), LEARN_END])
 
 
 def render(root):

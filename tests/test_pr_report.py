@@ -60,8 +60,8 @@ def test_workflow_passes_actionlint_and_runs_the_report_as_a_module():
 def test_charts_are_one_mermaid_block_each_base_grey_head_blue():
     history = pd.DataFrame({"epoch": [1, 2, 3], "test_accuracy": [0.5, 0.8, 0.9]})
     per_class = pd.DataFrame({"class": ["a", "b"], "test_accuracy": [0.95, 0.625]})
-    curves, _, classes, _, legend = pr_report.charts("MNIST, lecture", ["a", "b"], [history, history[:2]],
-                                          [None, per_class])
+    curves, _, classes, _, legend = pr_report.charts(
+        "MNIST, lecture", ["a", "b"], [history, history[:2]], [None, per_class])
     assert curves.splitlines()[1:] == [
         '%%{init: {"themeVariables": {"xyChart": {"plotColorPalette": "#9e9e9e, #1f77b4"}}}}%%',
         "xychart-beta",
