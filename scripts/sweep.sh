@@ -17,7 +17,7 @@ jobs=$2
 shift 2
 # Only params of params.yaml, as dotted keys: DVC's -S would also write any YAML file that a
 # `file:` prefix names, ../ included.
-python -m scripts.sweep_keys -- "$@"
+python "$(dirname "${BASH_SOURCE[0]}")/sweep_keys.py" -- "$@"
 # DVC's queue workers, and the stages they start, inherit this environment.
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-$(( $(nproc) / jobs > 1 ? $(nproc) / jobs : 1 ))}
 echo "sweep: $jobs at a time, OMP_NUM_THREADS=$OMP_NUM_THREADS"

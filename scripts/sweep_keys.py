@@ -2,8 +2,11 @@
 project's params.yaml, as a dotted path. DVC's `-S` also takes a `file:` prefix and writes
 whatever YAML file it names, `../outside.yaml` included; a sweep has no business there.
 
-    python -m scripts.sweep_keys -- <dvc exp run options>   # scripts/sweep.sh: exit 1 if bad
+    python -m scripts.sweep_keys -- <dvc exp run options>   # exit 1 if a key is bad
     python -m scripts.sweep_keys --grid '<JSON list>'       # .github/workflows/sweep.yml
+
+in the project folder (it reads ./params.yaml); scripts/sweep.sh runs it by its path, so that
+it works from any project folder, and it imports nothing of this project for that reason.
 
 --grid takes the sweep workflow's grid (a list with one entry per experiment: a `key=value`
 string or a list of them) and prints it as the matrix, each entry a list; or exits 1.
