@@ -55,7 +55,8 @@ def training_curves(path, histories, title_prefix):
     or test ("test_*")."""
     layer1, stack, clf = (histories[k] for k in
                           ("pretrain_layer1", "stack_layer2", "finetune_classifier"))
-    prefix, part = ("val", "validation") if clf and "val_accuracy" in clf[0] else ("test", "test")
+    prefix, part = (("val", "validation") if clf and held_out_accuracy(clf[0]) == "val_accuracy"
+                    else ("test", "test"))
     fig, (ax_mse, ax_nll, ax_acc) = plt.subplots(1, 3, figsize=(14, 4.2), layout="constrained")
     ax_mse.plot(_column(layer1, "epoch"), _column(layer1, "train_loss"), "o-",
                 label="layer 1 (784-400-784)")
@@ -85,12 +86,20 @@ def training_curves(path, histories, title_prefix):
     save_png(fig, path)
 
 
-# Base-vs-head panels: (history, column, title, y label, scale of the values).
+# Base-vs-head panels: (history, column, title, y label, scale of the values); the
+# classifier's is the accuracy it was scored on after each epoch, validation or test.
 COMPARED = (("pretrain_layer1", "train_loss", "layer 1 (784-400-784)",
              "train reconstruction MSE", 1),
             ("stack_layer2", "train_loss", "stacked (784-400-256-400-784)",
              "train reconstruction MSE", 1),
-            ("finetune_classifier", "test_accuracy", "classifier", "test accuracy (%)", 100))
+            ("finetune_classifier", "held_out_accuracy", "classifier",
+             "held-out accuracy (%)", 100))
+
+
+def held_out_accuracy(columns):
+    """The accuracy column among a fine-tuning history's `columns`: validation where the
+    recipe holds it out, else test (the lecture's protocol)."""
+    return "val_accuracy" if "val_accuracy" in columns else "test_accuracy"
 
 
 def curves_base_vs_head(path, base, head, title_prefix):
@@ -101,7 +110,8 @@ def curves_base_vs_head(path, base, head, title_prefix):
         for label, histories, style in (("base", base, "o--"), ("head", head, "o-")):
             rows = histories.get(history)
             if rows:
-                ax.plot(_column(rows, "epoch"), scale * _column(rows, key), style, label=label,
+                column = held_out_accuracy(rows[0]) if key == "held_out_accuracy" else key
+                ax.plot(_column(rows, "epoch"), scale * _column(rows, column), style, label=label,
                         color="tab:grey" if label == "base" else "tab:blue")
         ax.set(title=title, xlabel="epoch", ylabel=ylabel)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))

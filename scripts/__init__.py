@@ -1,6 +1,11 @@
 """Command-line tools beside the pipeline, run as `python -m scripts.<name>` from the
 repository root (pull-request report, README results, sweeps, ablation, verification), and
-the helpers they share: Markdown tables, and generated blocks in Markdown files."""
+the helpers they share: Markdown tables and charts, generated blocks in Markdown files, 95 %
+intervals, checks on the data the reports read. Standard library only: the sweep workflow imports this package
+before the project is installed."""
+import math
+import numbers
+import sys
 
 
 def markdown_table(header, rows):
@@ -17,3 +22,136 @@ def replace_block(text, block, start, end, name="README.md"):
     if begin < 0 or finish < begin:
         raise ValueError(f"{name} has no {start} ... {end} block")
     return text[:begin] + block + text[finish + len(end):]
+
+
+def _quoted(text):
+    """A Mermaid string: in double quotes, which it cannot escape inside."""
+    return '"' + str(text).replace('"', "'") + '"'
+
+
+def xychart(title, x_labels, y_label, y_range, series):
+    """A Mermaid `xychart-beta` block, which GitHub draws in comments without any image host.
+    `series` holds (kind, colour, values): kind "line" or "bar", values one per x label (a
+    shorter list covers the first labels). xychart-beta has no legend: say in the title or
+    beside the chart which colour is which."""
+    palette = ", ".join(colour for _, colour, _ in series)
+    return "\n".join([
+        "```mermaid",
+        f'%%{{init: {{"themeVariables": {{"xyChart": {{"plotColorPalette": "{palette}"}}}}}}}}%%',
+        "xychart-beta", f"    title {_quoted(title)}",
+        f"    x-axis [{', '.join(map(_quoted, x_labels))}]",
+        f"    y-axis {_quoted(y_label)} {y_range[0]:g} --> {y_range[1]:g}",
+        *(f"    {kind} [{', '.join(f'{v:.2f}' for v in values)}]" for kind, _, values in series),
+        "```"])
+
+
+# ------------------------------------------------------------------ 95 % intervals
+
+# Student's t quantile t_{0.975, df} for df = 1..30, to 4 decimals (checked against a numerical
+# integration of the t density); beyond 30 the Cornish-Fisher expansion below is as close.
+T975 = (12.7062, 4.3027, 3.1824, 2.7764, 2.5706, 2.4469, 2.3646, 2.3060, 2.2622, 2.2281,
+        2.2010, 2.1788, 2.1604, 2.1448, 2.1314, 2.1199, 2.1098, 2.1009, 2.0930, 2.0860,
+        2.0796, 2.0739, 2.0687, 2.0639, 2.0595, 2.0555, 2.0518, 2.0484, 2.0452, 2.0423)
+Z975 = 1.959964  # the normal distribution's 0.975 quantile
+
+
+def t975(df):
+    """Student's t 0.975 quantile with `df` degrees of freedom: a two-sided 95 % interval."""
+    if df < 1:
+        raise ValueError(f"a t interval needs df >= 1 (2 or more samples), not {df}")
+    if df <= len(T975):
+        return T975[int(df) - 1]
+    z = Z975
+    return (z + (z**3 + z) / (4 * df) + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * df**2)
+            + (3 * z**7 + 19 * z**5 + 17 * z**3 - 15 * z) / (384 * df**3))
+
+
+def mean_ci95(std, n):
+    """Half-width of the 95 % t-interval of a mean over n samples with standard deviation std."""
+    return t975(n - 1) * std / n**0.5
+
+
+def prediction95(std, n):
+    """Half-width of the 95 % prediction interval of one more sample (e.g. a re-run with
+    another seed) around the mean of n samples with standard deviation std."""
+    return t975(n - 1) * std * (1 + 1 / n)**0.5
+
+
+def binomial95(p, n):
+    """Half-width of the 95 % interval of an accuracy p measured on n test images (normal
+    approximation to the binomial, good for n p (1 - p) well above 5)."""
+    return Z975 * (p * (1 - p) / n)**0.5
+
+
+# ------------------------------------------------------------------ refusing bad data
+# Reports read metrics and tables that a person, a merge or a failed run may have broken: each
+# value is checked where it is read, and a bad one ends the report with one line that names
+# the file, the value and what is allowed.
+
+def is_number(value):
+    """A real number (Python's or numpy's), not a bool, not text."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def bad_data(where, what, value, allowed):
+    value = value.item() if hasattr(value, "item") else value  # numpy's, shown as Python's
+    sys.exit(f"error: {where}: {what} is {value!r}; {allowed}")
+
+
+def accuracy(value, where, what="test_accuracy"):
+    """`value` if it is an accuracy (a finite number in [0, 1]), else exit with one line."""
+    if not (is_number(value) and 0 <= value <= 1):  # NaN fails the comparison too
+        bad_data(where, what, value, "an accuracy must be a finite number in [0, 1]")
+    return value
+
+
+def accuracy_columns(table, where):
+    """`table` (a DataFrame) if every value of its columns named *accuracy is an accuracy."""
+    for column in [c for c in table.columns if c.endswith("accuracy")]:
+        for value in table[column]:
+            accuracy(value, where, column)
+    return table
+
+
+def non_negative(value, where, what, missing_ok=False):
+    """`value` if it is a finite number >= 0 (a spread, a loss, an MSE), or NaN where
+    `missing_ok` (e.g. the spread of a single seed); else exit with one line."""
+    if missing_ok and is_number(value) and math.isnan(value):
+        return value
+    if not (is_number(value) and 0 <= value < math.inf):
+        bad_data(where, what, value, "it must be a finite number >= 0")
+    return value
+
+
+def read_table(source, columns, where=None, dtype=None):
+    """A CSV file (a path, or text read elsewhere from `where`) as a pandas DataFrame that has
+    `columns`; one line of error for a file that is empty, garbled or lacks a column."""
+    where = source if where is None else where
+    import pandas as pd  # here: this package must import without pandas (see above)
+    try:
+        table = pd.read_csv(source, dtype=dtype)
+    except (ValueError, pd.errors.ParserError) as error:  # empty, undecodable, ragged
+        sys.exit(f"error: {where} is not a readable CSV table ({' '.join(str(error).split())})")
+    missing = [column for column in columns if column not in table.columns]
+    if missing:
+        sys.exit(f"error: {where} has no column {missing[0]!r}; it needs {', '.join(columns)}")
+    return table
+
+
+SUMMARY_COLUMNS = ("recipe", "dataset", "arm", "test_accuracy_mean", "test_accuracy_std",
+                   "test_accuracy_count", "test_accuracy_ci95")
+
+
+def read_summary(path):
+    """An ablation summary (scripts.ablation), each row checked: a mean accuracy, a seed
+    count >= 1, and a spread and interval >= 0 (missing only for a single seed)."""
+    table = read_table(path, SUMMARY_COLUMNS)
+    for i, row in enumerate(table.to_dict("records"), start=2):  # line 1 is the header
+        where = f"{path}, line {i}"
+        count = row["test_accuracy_count"]
+        if not (is_number(count) and count >= 1 and count == int(count)):
+            bad_data(where, "test_accuracy_count", count, "a seed count must be an integer >= 1")
+        accuracy(row["test_accuracy_mean"], where, "test_accuracy_mean")
+        for column in ("test_accuracy_std", "test_accuracy_ci95"):
+            non_negative(row[column], where, column, missing_ok=count == 1)
+    return table

@@ -15,7 +15,8 @@ take those from DVC's run cache. Results are read back through `dvc exp show --j
     python -m scripts.ablation --collect-only   # re-read the finished experiments
 
 writes, in --out: ablation.csv (one row per arm, recipe, dataset and seed),
-ablation_summary.csv (mean, std and count over seeds) and ablation.png.
+ablation_summary.csv (mean, std, count over seeds and the half-width of the mean's 95 %
+Student-t interval, `<metric>_ci95`) and ablation.png.
 """
 import argparse
 import json
@@ -29,6 +30,7 @@ import pandas as pd
 
 from sae import params
 from sae.atomic import write_text
+from scripts import mean_ci95
 
 ARMS = ("greedy", "end_to_end", "no_pretraining", "linear_probe")
 LABELS = ("greedy", "end to end", "no\npretraining", "linear\nprobe")
@@ -114,10 +116,15 @@ def row(name, data):
 
 
 def summarise(table):
-    """Mean, standard deviation (over seeds, ddof=1) and count per arm, recipe, dataset."""
+    """Mean, standard deviation (over seeds, ddof=1), count and 95 % t-interval half-width
+    of the mean per arm, recipe, dataset; one seed has neither spread nor interval."""
     grouped = table.groupby(["recipe", "dataset", "arm"], sort=False)
     summary = grouped[["test_accuracy", "test_nll"]].agg(["mean", "std", "count"])
     summary.columns = ["_".join(c) for c in summary.columns]
+    for metric in ("test_accuracy", "test_nll"):
+        summary.insert(summary.columns.get_loc(f"{metric}_count") + 1, f"{metric}_ci95", [
+            mean_ci95(std, n) if n > 1 else float("nan")
+            for std, n in zip(summary[f"{metric}_std"], summary[f"{metric}_count"])])
     return summary.reset_index()
 
 

@@ -1,33 +1,43 @@
 """A pull-request report: what changed between a base revision and the workspace (the head).
 
-    python -m scripts.pr_report --base origin/main --out report
+    python -m scripts.pr_report --base origin/main --out report [--run-url URL]
 
-Run after `dvc repro`; writes report/report.md and the PNG images it links. Diffs are DVC's
-own, paths come from dvc.yaml through DVC, and the base's plot files are read from git.
+Run after `dvc repro`; writes report/report.md, the body of the pull-request comment (tables
+and Mermaid charts, which GitHub draws without any image host), and beside it the PNG figures
+(training curves, confusion matrices) that the workflow keeps as its artifact, linked from the
+comment through --run-url. Diffs are DVC's own, paths come from dvc.yaml through DVC, and the
+base's plot files are read from git.
 """
 import argparse
 import io
 import json
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
-import pandas as pd
 import torch
 from dvc.repo import Repo
 
 from sae import evaluation, plots
 from sae.atomic import write_text
 from sae.datasets import DATASETS
+from sae.live import HistoryError, history_frame
 from sae.params import PHASES
-from scripts import markdown_table
+from scripts import (accuracy, accuracy_columns, markdown_table, non_negative, prediction95,
+                     read_summary, read_table, xychart)
 
+# The first line of the comment: the workflow finds its earlier comment by it.
+MARKER = "<!-- stacked-autoencoders report -->"
 ABLATION_SUMMARY = Path("plots/ablation/ablation_summary.csv")
-# The greedy arm is the pipeline as it runs, so its seed-to-seed spread is how far a re-run
-# with another seed moves; a change counts once it exceeds NOISE_FACTOR times that spread.
-NOISE_ARM, NOISE_FACTOR = "greedy", 2
+# The greedy arm is the pipeline as it runs, so its seed-to-seed spread says how far a re-run
+# with another seed moves: a change outside the 95 % prediction interval of one more run is
+# beyond seed noise.
+NOISE_ARM = "greedy"
 # Class names are text: MNIST's "0" must not be read as the number 0.
 CLASS_COLUMNS = {column: str for column in ("class", "actual", "predicted")}
+COLOURS = ("#9e9e9e", "#1f77b4")  # base grey, head blue, as in the PNG curves
+LIVE_TABLES = ("plots", "metrics")  # where in a DVCLive folder its per-epoch tables are
 
 
 def dvc_diff(kind, base, *options):
@@ -41,31 +51,70 @@ def dvc_diff(kind, base, *options):
 
 
 def evaluations():
-    """(recipe, dataset, metrics file, {CSV stem: path}) of each evaluate stage in dvc.yaml;
-    its CSVs are the histories it reads and the plots it writes, e.g. "per_class"."""
+    """(recipe, dataset, metrics file, {name: path}) of each evaluate stage in dvc.yaml: the
+    CSVs it writes by stem (e.g. "per_class"), and by phase the DVCLive tables it reads
+    (`<phase>/plots/metrics`)."""
     with Repo() as repo:
         stages = [s for s in repo.index.stages if s.addressing.startswith("evaluate@")]
     for stage in stages:
-        paths = [str(f) for f in (*stage.deps, *stage.outs)]
+        paths = [Path(str(f)) for f in (*stage.deps, *stage.outs)]
         recipe, dataset = stage.addressing.split("@")[1].split("-")  # names hold no "-"
-        yield (recipe, dataset, next(p for p in paths if p.endswith(".json")),
-               {Path(p).stem: p for p in paths if p.endswith(".csv")})
+        yield (recipe, dataset, str(next(p for p in paths if p.suffix == ".json")),
+               {**{p.stem: str(p) for p in paths if p.suffix == ".csv"},
+                **{p.parents[1].name: str(p) for p in paths if p.parts[-2:] == LIVE_TABLES}})
 
 
-def read_sides(base, path):
-    """[base, head] tables of a CSV, the base's from git; None for a side without it."""
+def history_sides(base, tables):
+    """[base, head] per-epoch frames (an "epoch" column, one per metric) of a DVCLive folder's
+    tables, the base's from git; None for a side without them."""
+    listed = subprocess.run(["git", "ls-tree", "--name-only", f"{base}:{tables}"],
+                            capture_output=True, text=True)
+    with tempfile.TemporaryDirectory() as copy:  # the base's tables, where the reader looks
+        folder = Path(copy, *LIVE_TABLES)
+        folder.mkdir(parents=True)
+        for name in listed.stdout.split() if listed.returncode == 0 else []:
+            shown = subprocess.run(["git", "show", f"{base}:{tables}/{name}"],
+                                   capture_output=True, text=True)
+            (folder / name).write_text(shown.stdout)
+        return [history(copy, f"{tables} at {base}"),
+                history(Path(tables).parents[1], f"{tables} (workspace)")]
+
+
+def history(folder, where):
+    try:
+        frame = history_frame(folder)
+    except HistoryError:  # no tables: the side has no such run
+        return None
+    return accuracy_columns(frame.reset_index(), where)
+
+
+def read_sides(base, path, columns=()):
+    """[base, head] tables of a CSV, the base's from git; None for a side without it. Each
+    has `columns`, and its accuracies are accuracies, or the report stops with one line."""
     done = subprocess.run(["git", "show", f"{base}:{path}"], capture_output=True, text=True)
-    sources = [io.StringIO(done.stdout) if done.returncode == 0 else None,
-               path if Path(path).is_file() else None]
-    return [None if s is None else pd.read_csv(s, dtype=CLASS_COLUMNS) for s in sources]
+    sources = {f"{path} at {base}": io.StringIO(done.stdout) if done.returncode == 0 else None,
+               f"{path} (workspace)": path if Path(path).is_file() else None}
+    return [None if s is None else
+            accuracy_columns(read_table(s, columns, where, CLASS_COLUMNS), where)
+            for where, s in sources.items()]
+
+
+def checked_metrics(found, path, base):
+    """`dvc metrics diff` of one metrics file, {key: (old, new)}, every value checked: an
+    accuracy in [0, 1], any other metric a number >= 0; one line of error otherwise."""
+    for key, sides in found.items():
+        for where, value in zip((f"{path} at {base}", f"{path} (workspace)"), sides):
+            if value is not None:
+                (accuracy if "accuracy" in key else non_negative)(value, where, key)
+    return found
 
 
 def seed_noise():
     """{(recipe, dataset): (std of test accuracy, seeds)} of the ablation's greedy arm."""
     if not ABLATION_SUMMARY.is_file():
         return {}
-    table = pd.read_csv(ABLATION_SUMMARY).query("arm == @NOISE_ARM")
-    table = table.dropna(subset="test_accuracy_std")  # one seed has no spread
+    table = read_summary(ABLATION_SUMMARY).query("arm == @NOISE_ARM")
+    table = table[table.test_accuracy_count > 1]  # one seed has no spread
     return {(r.recipe, r.dataset): (r.test_accuracy_std, r.test_accuracy_count)
             for r in table.itertuples()}
 
@@ -82,8 +131,10 @@ def verdict(title, old, new, noise):
     if noise is None:
         return line + ", seed noise unknown (no ablation summary for this recipe and dataset)"
     std, seeds = 100 * noise[0], int(noise[1])
-    where = "within" if abs(change) <= NOISE_FACTOR * std else "beyond"
-    return line + f", {where} seed noise (seed std {std:.2f} points over {seeds} seeds)"
+    interval = prediction95(std, seeds)
+    where = "within" if abs(change) <= interval else "beyond"
+    return line + (f", {where} seed noise (95 % prediction interval of a re-run: "
+                   f"±{interval:.2f} points, from a seed std of {std:.2f} over {seeds} seeds)")
 
 
 def metrics_table(class_names, metrics, per_class):
@@ -117,42 +168,70 @@ def confusion(rows, class_names):
 
 
 def figures(out, name, title, class_names, base, csvs):
-    """Draw one evaluation's base-vs-head figures; the Markdown lines that show them."""
-    histories = {phase: read_sides(base, csvs[phase]) for phase in PHASES}
+    """Draw one evaluation's base-vs-head PNGs into `out`, for the artifact."""
+    histories = {phase: history_sides(base, csvs[phase]) for phase in PHASES}
     sides = [{p: h[i].to_dict("records") for p, h in histories.items() if h[i] is not None}
              for i in (0, 1)]
     plots.curves_base_vs_head(out / f"{name}_curves.png", *sides, title)
-    lines = [f"![{title}: training curves, base dashed]({name}_curves.png)"]
-    for side, rows in zip(("base", "head"), read_sides(base, csvs["confusion"])):
-        if rows is None:
-            lines.append(f"_No confusion matrix at the {side}._")
-            continue
-        plots.confusion_heatmap(out / f"{name}_confusion_{side}.png",
-                                confusion(rows, class_names), class_names, f"{title}, {side}")
-        lines.append(f"![{title}: confusion matrix, {side}]({name}_confusion_{side}.png)")
-    return lines
+    confusions = read_sides(base, csvs["confusion"], ("actual", "predicted"))
+    for side, rows in zip(("base", "head"), confusions):
+        if rows is not None:
+            plots.confusion_heatmap(out / f"{name}_confusion_{side}.png",
+                                    confusion(rows, class_names), class_names, f"{title}, {side}")
 
 
-def build_report(base, out):
-    """The text of report.md; draws its images into `out` on the way."""
+def charts(title, class_names, history, per_class):
+    """Mermaid charts of one evaluation: fine-tuning test accuracy per epoch, base and head
+    as lines; accuracy per class, head as bars and base as a line."""
+    curves = [("line", c, 100 * h[plots.held_out_accuracy(h.columns)]) for h, c in zip(history, COLOURS)
+              if h is not None]
+    epochs = max((h.epoch for h in history if h is not None), key=len, default=[])
+    accuracy = [None if s is None else s.set_index("class").test_accuracy.reindex(class_names)
+                for s in per_class]
+    bars = [(kind, c, 100 * a) for kind, c, a in zip(("line", "bar"), COLOURS, accuracy)
+            if a is not None and a.notna().all()]
+    return [xychart(f"{title}: held-out accuracy per epoch", epochs, "accuracy (%)",
+                    axis(curves), curves) if curves else
+            "_No fine-tuning history on either side._", "",
+            xychart(f"{title}: test accuracy per class", class_names, "test accuracy (%)",
+                    axis(bars), bars[::-1]) if bars else
+            "_No accuracy per class on either side._", "",
+            "_Base grey, head blue; per class, the head as bars and the base as a line._"]
+
+
+def axis(series):
+    """The y range of percentages: from 10 points below the lowest value (floored to tens)."""
+    lowest = min((min(values, default=100) for _, _, values in series), default=0)
+    return max(0, 10 * (lowest // 10) - 10), 100
+
+
+def build_report(base, out, run_url=None):
+    """The text of report.md; draws the PNG figures into `out` on the way."""
     metrics, noise = dvc_diff("metrics", base, "--all"), seed_noise()
     verdicts, sections = [], []
     for recipe, dataset, metrics_file, csvs in evaluations():
-        info, found = DATASETS[dataset], metrics.get(metrics_file, {})
+        info = DATASETS[dataset]
+        found = checked_metrics(metrics.get(metrics_file, {}), metrics_file, base)
         title = f"{info.title}, {recipe}"
         verdicts.append(verdict(title, *found.get("test_accuracy", (None, None)),
                                 noise.get((recipe, dataset))))
-        table = metrics_table(info.class_names, found, read_sides(base, csvs["per_class"]))
-        sections += [f"## {title}", "", table, "", *figures(
-            out, f"{recipe}_{dataset}", title, info.class_names, base, csvs), ""]
+        per_class = read_sides(base, csvs["per_class"], ("class", "test_accuracy"))
+        figures(out, f"{recipe}_{dataset}", title, info.class_names, base, csvs)
+        sections += [f"## {title}", "", metrics_table(info.class_names, found, per_class), "",
+                     *charts(title, info.class_names,
+                             history_sides(base, csvs["finetune_classifier"]), per_class), ""]
     changed = [[f"`{key}`", f"`{old}`", f"`{new}`"]
                for keys in dvc_diff("params", base).values() for key, (old, new) in keys.items()]
+    where = f"the artifact `pr-report` of [this workflow run]({run_url})" if run_url else (
+        "the PNG files beside this report")
     return "\n".join([
-        "# Stacked autoencoders: pull-request report", "",
-        f"Base `{base}` → head (this branch after `dvc repro`). Seed noise is the standard "
-        f"deviation of test accuracy over seeds in the ablation's {NOISE_ARM} arm "
-        f"(`{ABLATION_SUMMARY}`); a change larger than {NOISE_FACTOR} times that is beyond it.",
-        "", *verdicts, "", "## Params", "",
+        MARKER, "# Stacked autoencoders: pull-request report", "",
+        f"Base `{base}` → head (this branch after `dvc repro`). Seed noise: the 95 % "
+        "prediction interval of one re-run with another seed, t(0.975, n−1) · s · √(1 + 1/n), "
+        f"from the std s of test accuracy over the n seeds of the ablation's {NOISE_ARM} arm "
+        f"(`{ABLATION_SUMMARY}`); a change outside it is beyond seed noise.",
+        "", *verdicts, "", f"All training curves and both confusion matrices: {where}.", "",
+        "## Params", "",
         markdown_table(["param", "base", "head"], changed) if changed else "No params changed.",
         "", *sections])
 
@@ -161,9 +240,13 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--base", required=True, help="git revision to compare with")
     parser.add_argument("--out", required=True, type=Path, help="folder for report.md")
+    parser.add_argument("--run-url", help="the workflow run whose artifact holds the PNGs")
     args = parser.parse_args(argv)
+    if args.out.exists() and not args.out.is_dir():
+        sys.exit(f"error: --out {args.out} is a file; name a folder (created if missing)")
     args.out.mkdir(parents=True, exist_ok=True)
-    write_text(args.out / "report.md", build_report(args.base, args.out).rstrip() + "\n")
+    text = build_report(args.base, args.out, args.run_url)
+    write_text(args.out / "report.md", text.rstrip() + "\n")
     print(f"wrote {args.out / 'report.md'}")
 
 

@@ -5,7 +5,8 @@
 #   bash scripts/sweep.sh -j 2 -S 'finetune_classifier.lr=0.1,0.2,0.4,0.8'
 #
 # Everything after -j J goes to `dvc exp run --queue` (a comma list queues one experiment per
-# value). OMP_NUM_THREADS, when set, wins; the thread count never changes a result, so it is
+# value; every key must be a param of params.yaml, see scripts/sweep_keys.py).
+# OMP_NUM_THREADS, when set, wins; the thread count never changes a result, so it is
 # no param and re-runs nothing. The OpenMP wait policy is each stage's own default
 # (stages/__init__.py); an OMP_WAIT_POLICY the user sets wins there. Returns when the
 # queue is empty; summarise with
@@ -17,6 +18,9 @@ if [ "${1:-}" != -j ] || [ -z "${2:-}" ]; then
 fi
 jobs=$2
 shift 2
+# Only params of params.yaml, as dotted keys: DVC's -S would also write any YAML file that a
+# `file:` prefix names, ../ included.
+python "$(dirname "${BASH_SOURCE[0]}")/sweep_keys.py" -- "$@"
 # DVC's queue workers, and the stages they start, inherit this environment.
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-$(( $(nproc) / jobs > 1 ? $(nproc) / jobs : 1 ))}
 echo "sweep: $jobs at a time, OMP_NUM_THREADS=$OMP_NUM_THREADS${OMP_WAIT_POLICY:+ OMP_WAIT_POLICY=$OMP_WAIT_POLICY}"

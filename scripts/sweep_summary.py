@@ -34,7 +34,7 @@ from matplotlib.lines import Line2D  # noqa: E402
 
 from sae.atomic import write_text  # noqa: E402
 from sae.plots import save_png  # noqa: E402
-from scripts import markdown_table  # noqa: E402
+from scripts import accuracy, markdown_table, non_negative  # noqa: E402
 
 HEADLINE = {"test_accuracy": "test accuracy", "test_nll": "test NLL"}
 CHANCE = 0.1  # ten classes
@@ -124,6 +124,18 @@ def param_order(value):
     return (0, value, "") if is_number(value) else (1, 0, json.dumps(value))
 
 
+def headline(metrics, where):
+    """The headline metrics of one metrics file: NaN where absent (no result), else checked:
+    an accuracy in [0, 1], an NLL >= 0 (infinite or NaN: a collapsed classifier)."""
+    values = {key: metrics.get(key) for key in HEADLINE}
+    if values["test_accuracy"] is not None:
+        accuracy(values["test_accuracy"], where)
+    nll = values["test_nll"]
+    if nll is not None and not (is_number(nll) and (math.isnan(nll) or nll == math.inf)):
+        non_negative(nll, where, "test_nll")
+    return {key: math.nan if value is None else float(value) for key, value in values.items()}
+
+
 def summary_table(shown):
     """(table, swept params): the table has one row per run and metrics file (experiment,
     rev, baseline, the swept params, the headline metrics, the flag), sorted by metrics file,
@@ -134,9 +146,8 @@ def summary_table(shown):
     rows = []
     for r in sorted(records, key=lambda r: [param_order(r["params"].get(p)) for p in swept]):
         for path in files:
-            metrics = r["metrics"].get(path, {})
-            values = {key: float(metrics[key]) if is_number(metrics.get(key)) else math.nan
-                      for key in HEADLINE}
+            values = headline(r["metrics"].get(path, {}),
+                              f"experiment {r['experiment']}, {path}")
             rows.append({"metrics": path, "experiment": r["experiment"], "rev": r["rev"],
                          "baseline": r["baseline"],
                          **{p: r["params"].get(p) for p in swept}, **values,
@@ -258,6 +269,8 @@ def main(argv=None):
     parser.add_argument("--out", required=True, type=Path,
                         help="folder for summary.md, summary.csv and summary.png")
     args = parser.parse_args(argv)
+    if args.out.exists() and not args.out.is_dir():
+        sys.exit(f"error: --out {args.out} is a file; name a folder (created if missing)")
     write_summary(exp_show(), args.out)
     print(f"wrote {args.out / 'summary.md'}")
 

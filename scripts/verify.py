@@ -5,10 +5,12 @@ Usage, in the repository root after `dvc repro` (`make pipeline`, `make tuned`):
 
     python -m scripts.verify            (or: make verify)
 
-Only the metrics files that DVC reports up to date are compared (`dvc status --with-deps
-FILE` empty): the others are not this checkout's results (a stage not re-run here, or a file
-edited by hand; in a fresh clone they are the committed files themselves), and are listed as
-not compared. Nothing to compare is exit 2. DVC does the comparison (`dvc metrics diff --all`),
+Only the metrics files that a stage of dvc.yaml writes, for the recipes and datasets in
+params.yaml, and that DVC reports up to date (`dvc status --with-deps FILE` empty) are
+compared. The others are listed as not compared, with the reason: a file no stage writes (a
+recipe or dataset left out of params.yaml: its file is stale, not a result of this checkout),
+or one not re-run here (a stage not re-run, or a file edited by hand). Nothing to compare is
+exit 2. DVC does the comparison (`dvc metrics diff --all`),
 so any metrics layout works.
 
 Why these tolerances. On the machine type that wrote the committed results a re-run is bit
@@ -51,14 +53,19 @@ def dvc(*args, check=True):
     return done
 
 
-def up_to_date(path) -> bool:
-    """Whether DVC would re-run nothing to make the metrics file `path`."""
+NOT_WRITTEN = "no stage writes them (recipe or dataset not in params.yaml)"
+NOT_RE_RUN = "not re-run here (see `dvc status`)"
+
+
+def skip_reason(path):
+    """Why the metrics file `path` is no result of this checkout to compare; None if it is:
+    a stage of dvc.yaml writes it and DVC would re-run nothing to make it."""
     done = dvc("status", "--json", "--with-deps", path, check=False)
     if "does not exist as an output" in done.stderr:
-        return True  # no stage writes it: nothing to re-run
+        return NOT_WRITTEN
     if done.returncode != 0:
         cannot_compare(f"`dvc status {path}` failed: {' '.join(done.stderr.split())}")
-    return not json.loads(done.stdout or "{}")
+    return NOT_RE_RUN if json.loads(done.stdout or "{}") else None
 
 
 def tolerance(metric):
@@ -106,14 +113,16 @@ def main(argv=None):
     parser.add_argument("--rev", default="HEAD", help="the committed revision (default HEAD)")
     args = parser.parse_args(argv)
     diff = json.loads(dvc("metrics", "diff", args.rev, "--all", "--json").stdout or "{}")
-    stale = sorted(path for path in diff if not up_to_date(path))
-    found = list(rows({path: diff[path] for path in diff if path not in stale}))
+    skipped = {path: skip_reason(path) for path in sorted(diff)}
+    found = list(rows({path: diff[path] for path, reason in skipped.items() if not reason}))
     if not found:
         cannot_compare("no metrics re-run here to compare (see `dvc status`); run `dvc repro` "
                        "(make pipeline) first, then verify")
     print(table([COLUMNS, *found]))
-    if stale:
-        print(f"not compared, as not re-run here (see `dvc status`): {', '.join(stale)}")
+    for reason in (NOT_WRITTEN, NOT_RE_RUN):
+        paths = [path for path, why in skipped.items() if why == reason]
+        if paths:
+            print(f"not compared, as {reason}: {', '.join(paths)}")
     failed = sum(row[-1] != "ok" for row in found)
     print(f"{len(found) - failed} of {len(found)} metrics within tolerance of {args.rev}")
     return 1 if failed else 0

@@ -1,6 +1,6 @@
-"""The pull-request report: its workflow passes actionlint, its verdict weighs a change against
-seed noise, and `python -m scripts.pr_report` compares a base commit with the workspace on a
-tiny real project.
+"""The pull-request report: its workflow passes actionlint and posts with GitHub's own means,
+its verdict weighs a change against seed noise, its charts are Mermaid blocks that render, and
+`python -m scripts.pr_report` compares a base commit with the workspace on a tiny real project.
 
 One repository serves the end-to-end tests (each `dvc repro` of it takes a minute or two):
   HEAD~1     the project before any run: a base without metrics or plots (a first PR);
@@ -16,19 +16,22 @@ import sys
 from pathlib import Path
 
 import matplotlib.image
+import pandas as pd
 import pytest
 import yaml
 
-from scripts import pr_report
+from scripts import pr_report, render_mermaid
 from sae.datasets import DATASETS
 from tests.conftest import RECIPES, ROOT, dvc, run, tiny_project
 
 WORKFLOW = ROOT / ".github" / "workflows" / "pr-report.yml"
-IMAGE_LINK = re.compile(r"!\[[^\]]*\]\(([^)]+)\)")
+RUN_URL = "https://github.com/owner/repo/actions/runs/123"
 # Seed std of test accuracy in the fixture ablation summary: MNIST's so small that any change
 # (a multiple of 0.5 points on 200 test images) is beyond it, Fashion-MNIST's so large that
 # every change is within it.
 NOISE = {"mnist": 0.0001, "fashion_mnist": 0.5}
+SUMMARY_HEADER = ("recipe,dataset,arm,test_accuracy_mean,test_accuracy_std,test_accuracy_count,"
+                  "test_accuracy_ci95\n")
 
 
 def actionlint():
@@ -45,15 +48,45 @@ def test_workflow_passes_actionlint_and_runs_the_report_as_a_module():
     done = subprocess.run([actionlint(), str(WORKFLOW)], cwd=ROOT, capture_output=True,
                           text=True)
     assert done.returncode == 0, f"actionlint found problems:\n{done.stdout}{done.stderr}"
-    assert "python -m scripts.pr_report --base" in WORKFLOW.read_text()
+    text = WORKFLOW.read_text()
+    assert "python -m scripts.pr_report --base" in text and '--run-url "$RUN_URL"' in text
+    # GitHub's own means: gh with the job's token, no CML, nothing from npm
+    assert "gh api" in text and "GH_TOKEN: ${{ github.token }}" in text
+    assert "cml" not in text.lower() and "npx" not in text
+    # the comment is found by the first line of report.md, which is the marker
+    assert "marker=$(head -n 1 report/report.md)" in text
 
 
-def test_verdict_says_whether_the_change_is_beyond_seed_noise():
+def test_charts_are_one_mermaid_block_each_base_grey_head_blue():
+    history = pd.DataFrame({"epoch": [1, 2, 3], "test_accuracy": [0.5, 0.8, 0.9]})
+    per_class = pd.DataFrame({"class": ["a", "b"], "test_accuracy": [0.95, 0.625]})
+    curves, _, classes, _, legend = pr_report.charts(
+        "MNIST, lecture", ["a", "b"], [history, history[:2]], [None, per_class])
+    assert curves.splitlines()[1:] == [
+        '%%{init: {"themeVariables": {"xyChart": {"plotColorPalette": "#9e9e9e, #1f77b4"}}}}%%',
+        "xychart-beta",
+        '    title "MNIST, lecture: held-out accuracy per epoch"',
+        '    x-axis ["1", "2", "3"]', '    y-axis "accuracy (%)" 40 --> 100',
+        "    line [50.00, 80.00, 90.00]", "    line [50.00, 80.00]", "```"]
+    assert classes.startswith("```mermaid\n") and classes.endswith("\n```")
+    assert '"plotColorPalette": "#1f77b4"' in classes  # no base: the head's bars alone
+    assert "\n    bar [95.00, 62.50]\n" in classes and "\n    line " not in classes
+    assert legend.startswith("_Base grey, head blue")
+    assert pr_report.charts("t", ["a"], [None, None], [None, None])[0:3:2] == [
+        "_No fine-tuning history on either side._", "_No accuracy per class on either side._"]
+
+
+def test_verdict_weighs_the_change_against_the_prediction_interval_of_a_re_run():
     title = "**MNIST, lecture**: test accuracy 91.33 % → "
+    # std 0.25 points over 3 seeds: t(0.975, 2) 4.3027 * 0.25 * sqrt(1 + 1/3) = 1.24 points
     assert pr_report.verdict("MNIST, lecture", 0.9133, 0.9173, (0.0025, 3)) == (
-        f"- {title}91.73 %: +0.40 points, within seed noise (seed std 0.25 points over 3 seeds)")
-    assert pr_report.verdict("MNIST, lecture", 0.9133, 0.9083, (0.0020, 5)) == (
-        f"- {title}90.83 %: -0.50 points, beyond seed noise (seed std 0.20 points over 5 seeds)")
+        f"- {title}91.73 %: +0.40 points, within seed noise (95 % prediction interval of a "
+        "re-run: ±1.24 points, from a seed std of 0.25 over 3 seeds)")
+    # std 0.10 over 5 seeds: 2.7764 * 0.10 * sqrt(1.2) = 0.30 points; twice the std (the rule
+    # before) would have called 0.50 points within
+    assert pr_report.verdict("MNIST, lecture", 0.9133, 0.9083, (0.0010, 5)) == (
+        f"- {title}90.83 %: -0.50 points, beyond seed noise (95 % prediction interval of a "
+        "re-run: ±0.30 points, from a seed std of 0.10 over 5 seeds)")
     assert pr_report.verdict("MNIST, lecture", 0.9133, 0.9133, None).endswith(
         ": +0.00 points, seed noise unknown (no ablation summary for this recipe and dataset)")
     assert pr_report.verdict("MNIST, lecture", None, 0.9133, None) == (
@@ -62,12 +95,12 @@ def test_verdict_says_whether_the_change_is_beyond_seed_noise():
 
 def write_ablation_summary(folder, rows):
     """A small ablation_summary.csv as scripts.ablation writes it: (arm, recipe, dataset,
-    test_accuracy_std) rows, 3 seeds each."""
+    test_accuracy_std) rows, 3 seeds each (1 where std is "", as one seed has no spread)."""
     path = folder / pr_report.ABLATION_SUMMARY
     path.parent.mkdir(parents=True, exist_ok=True)
-    lines = [f"{recipe},{dataset},{arm},0.9,{std},3" for arm, recipe, dataset, std in rows]
-    path.write_text("\n".join(["recipe,dataset,arm,test_accuracy_mean,test_accuracy_std,"
-                               "test_accuracy_count", *lines]) + "\n")
+    lines = [f"{recipe},{dataset},{arm},0.9,{std},{3 if std != '' else 1},{std}"
+             for arm, recipe, dataset, std in rows]
+    path.write_text("\n".join([SUMMARY_HEADER.strip(), *lines]) + "\n")
 
 
 def test_seed_noise_is_the_greedy_arms_spread(tmp_path, monkeypatch):
@@ -99,17 +132,24 @@ def repo(tmp_path_factory, real_data):
 
 def report(repo, base, out):
     """Run the script as CI does; the text of report.md and its folder."""
-    run([sys.executable, "-m", "scripts.pr_report", "--base", base, "--out", out], repo)
+    run([sys.executable, "-m", "scripts.pr_report", "--base", base, "--out", out,
+         "--run-url", RUN_URL], repo)
     return (repo / out / "report.md").read_text(), repo / out
 
 
-def linked_images(text, folder):
-    """The images report.md links, each checked to be a readable PNG beside it."""
-    names = IMAGE_LINK.findall(text)
-    for name in names:
-        assert "/" not in name, f"{name}: image links must be file names beside report.md"
+def check_comment(text, folder, charts):
+    """The comment body: the marker first, no image links (nothing to host), `charts` Mermaid
+    blocks, the artifact's run linked; the PNGs it points to are readable, in `folder`."""
+    assert text.startswith(pr_report.MARKER + "\n")
+    assert "![" not in text and "<img" not in text.lower(), "no image links in the comment"
+    assert re.findall(r"https?://[^\s)]+", text) == [RUN_URL]
+    blocks = render_mermaid.mermaid_blocks(text)
+    assert len(blocks) == text.count("```mermaid") == charts
+    assert all("\nxychart-beta\n" in block for block in blocks)
+    pngs = sorted(path.name for path in folder.glob("*.png"))
+    for name in pngs:
         assert matplotlib.image.imread(folder / name).ndim == 3, name
-    return sorted(names)
+    return pngs
 
 
 def test_report_shows_the_lr_change_and_weighs_each_accuracy_change(repo):
@@ -129,11 +169,12 @@ def test_report_shows_the_lr_change_and_weighs_each_accuracy_change(repo):
                 line += "seed noise unknown"
             else:
                 where = "within" if dataset == "fashion_mnist" or change == 0 else "beyond"
-                line += f"{where} seed noise (seed std {100 * NOISE[dataset]:.2f} points"
+                line += f"{where} seed noise (95 % prediction interval of a re-run: ±"
             assert line in text, f"no verdict {line!r} in:\n{text}"
             for name in info.class_names:
                 assert f"| accuracy of class {name} " in text
-    assert linked_images(text, folder) == sorted(
+    assert "| metric | base | head | change |" in text
+    assert check_comment(text, folder, 2 * len(RECIPES) * len(DATASETS)) == sorted(
         f"{r}_{d}_{kind}.png" for r in RECIPES for d in DATASETS
         for kind in ("curves", "confusion_base", "confusion_head"))
 
@@ -143,5 +184,80 @@ def test_report_on_a_base_without_metrics_says_so_and_draws_the_head(repo):
     for recipe in RECIPES:
         for info in DATASETS.values():
             assert f"- **{info.title}, {recipe}**: no metrics at the base yet" in text, text
-    assert text.count("_No confusion matrix at the base._") == len(RECIPES) * len(DATASETS)
-    assert len(linked_images(text, folder)) == 2 * len(RECIPES) * len(DATASETS)
+    pngs = check_comment(text, folder, 2 * len(RECIPES) * len(DATASETS))
+    assert len(pngs) == 2 * len(RECIPES) * len(DATASETS)  # curves and the head's confusion
+
+
+def test_every_mermaid_block_of_the_comment_renders_in_chromium(repo, tmp_path):
+    """Mermaid's own parser and renderer, in a headless browser, as GitHub draws them."""
+    if render_mermaid.browser() is None:
+        pytest.skip("no Chromium on PATH (Debian: apt-get install chromium)")
+    if render_mermaid.mermaid_script() is None:
+        pytest.skip("no mermaid.min.js: `npm install --no-save mermaid` in the repository "
+                    "root, or set MERMAID_JS to its path")
+    text, _ = report(repo, "HEAD", "report_rendered")
+    blocks = render_mermaid.mermaid_blocks(text)
+    assert render_mermaid.render(blocks) == ["ok"] * len(blocks)
+    # and a broken block is caught, so that "ok" means something
+    assert render_mermaid.render(["xychart-beta\n    line [1, 2"])[0].startswith("error: ")
+
+
+# ------------------------------------------------------------------ bad data
+
+@pytest.mark.parametrize("text, message", [
+    ("", "is not a readable CSV table"),
+    ("recipe,dataset,arm\nlecture,mnist,greedy\n", "has no column 'test_accuracy_mean'"),
+    (SUMMARY_HEADER + "<<<<<<< HEAD\nlecture,mnist,greedy,0.9,0.01,3,0.02\n=======\n"
+     "lecture,mnist,greedy,0.8,0.01,3,0.02\n>>>>>>> other\n", "line 2: test_accuracy_count"),
+    (SUMMARY_HEADER + "lecture,mnist,greedy,0.9,-0.5,3,0.02\n",
+     "line 2: test_accuracy_std is -0.5; it must be a finite number >= 0"),
+    (SUMMARY_HEADER + "lecture,mnist,greedy,nan,0.01,3,0.02\n",
+     "line 2: test_accuracy_mean is nan; an accuracy must be a finite number in [0, 1]"),
+    (SUMMARY_HEADER + "lecture,mnist,greedy,0.9,0.01,3,lots\n",
+     "line 2: test_accuracy_ci95 is 'lots'"),
+])
+def test_seed_noise_refuses_a_broken_summary_in_one_line(tmp_path, monkeypatch, text, message):
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / pr_report.ABLATION_SUMMARY
+    path.parent.mkdir(parents=True)
+    path.write_text(text)
+    with pytest.raises(SystemExit) as stop:
+        pr_report.seed_noise()
+    assert str(stop.value).startswith(f"error: {pr_report.ABLATION_SUMMARY}")
+    assert message in str(stop.value) and "\n" not in str(stop.value)
+
+
+@pytest.mark.parametrize("key, value, allowed", [
+    ("test_accuracy", float("nan"), "an accuracy must be a finite number in [0, 1]"),
+    ("test_accuracy", True, "an accuracy must be a finite number in [0, 1]"),
+    ("test_accuracy", "0.17", "an accuracy must be a finite number in [0, 1]"),
+    ("test_accuracy", 1.5, "an accuracy must be a finite number in [0, 1]"),
+    ("test_nll", -0.2, "it must be a finite number >= 0"),
+])
+def test_metrics_that_are_no_numbers_in_range_stop_the_report(key, value, allowed):
+    found = {"test_accuracy": (0.9, 0.91), "test_nll": (0.3, 0.29), key: (0.5, value)}
+    with pytest.raises(SystemExit) as stop:
+        pr_report.checked_metrics(found, "metrics/lecture/mnist.json", "main")
+    assert str(stop.value) == (f"error: metrics/lecture/mnist.json (workspace): {key} is "
+                               f"{value!r}; {allowed}")
+    good = {"test_accuracy": (None, 0.91), "reconstruction_mse.layer1": (0.066, 0.065)}
+    assert pr_report.checked_metrics(good, "m.json", "main") == good
+
+
+def test_a_per_class_table_with_a_bad_accuracy_stops_the_report(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no git here: the base side is absent
+    (tmp_path / "per_class.csv").write_text("class,test_accuracy\n0,0.98\n1,1.7\n")
+    with pytest.raises(SystemExit, match=r"^error: per_class.csv \(workspace\): test_accuracy "
+                                         r"is 1.7; an accuracy must be"):
+        pr_report.read_sides("main", "per_class.csv", ("class", "test_accuracy"))
+    (tmp_path / "per_class.csv").write_text("klass,accuracy_of\n0,0.98\n")
+    with pytest.raises(SystemExit, match="has no column 'class'"):
+        pr_report.read_sides("main", "per_class.csv", ("class", "test_accuracy"))
+
+
+def test_out_naming_a_file_is_one_line_and_leaves_the_file(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "notes.md").write_text("mine\n")
+    with pytest.raises(SystemExit, match=r"^error: --out notes.md is a file; name a folder"):
+        pr_report.main(["--base", "main", "--out", "notes.md"])
+    assert (tmp_path / "notes.md").read_text() == "mine\n"

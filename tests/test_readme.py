@@ -7,13 +7,14 @@ import pytest
 
 from sae.datasets import DATASETS
 from sae.live import epoch_logger
-from scripts import params_table, readme_results
+from scripts import mean_ci95, params_table, readme_results
 from tests.conftest import ROOT, params_with
 
 MAX_README_BYTES = 12 * 1024
 LAYER1 = [0.1918, 0.1007, 0.09, 0.08, 0.075, 0.072, 0.07, 0.068, 0.067, 0.0663]
 STACKED = [0.0877, 0.07, 0.0665, 0.0588, 0.058, 0.057, 0.056, 0.055, 0.054, 0.0533]
 ACCURACY = [0.598, 0.7849, 0.8553, 0.8814, 0.89, 0.9, 0.905, 0.91, 0.912, 0.9133]
+TEST_IMAGES = 10_000
 NLL = [1.6, 1.049, 0.629, 0.481, 0.45, 0.4, 0.37, 0.34, 0.32, 0.302]
 
 
@@ -38,13 +39,19 @@ def write_results(root, recipe, dataset, accuracy=0.9133):
     per_class = [0.9796, 0.9745, 0.87, 0.88, 0.95, 0.8733, 0.94, 0.92, 0.87, 0.88]
     pd.DataFrame({"class": DATASETS[dataset].class_names, "test_accuracy": per_class}).to_csv(
         folder / "per_class.csv", index=False)
+    labels = [str(i % 10) for i in range(TEST_IMAGES)]  # one row per test image
+    pd.DataFrame({"actual": labels, "predicted": labels}).to_csv(folder / "confusion.csv",
+                                                                 index=False)
 
 
 def write_ablation_summary(root):
-    """An ablation summary as scripts.ablation writes it: greedy 90 ± 1 %, others 80 ± 2 %."""
+    """An ablation summary as scripts.ablation writes it: greedy 90 %, others 80 %, std 1 and
+    2 points over 3 seeds."""
+    std = {arm: 0.01 if arm == "greedy" else 0.02 for arm in readme_results.ARM_TITLES}
     rows = [{"recipe": recipe, "dataset": dataset, "arm": arm,
              "test_accuracy_mean": 0.9 if arm == "greedy" else 0.8,
-             "test_accuracy_std": 0.01 if arm == "greedy" else 0.02, "test_accuracy_count": 3}
+             "test_accuracy_std": std[arm], "test_accuracy_count": 3,
+             "test_accuracy_ci95": mean_ci95(std[arm], 3)}
             for recipe in ("lecture", "tuned") for dataset in DATASETS
             for arm in readme_results.ARM_TITLES]
     (root / "plots" / "ablation").mkdir(parents=True)
@@ -85,14 +92,16 @@ def test_lecture_tables_put_the_pipeline_beside_the_lecture_and_the_rerun(result
         "0.0877; epoch 4 (0.0588)")
     assert rows["weakest classes"][2] == "Pullover 87.0 %, Bag 87.0 %"
     # Both datasets' tables have this row: the later (Fashion-MNIST) one is kept here.
-    assert rows["classifier test accuracy, final (epoch 10)"] == ["–", "80.83 %", "91.33 %"]
+    # 91.33 % on 10,000 images: 1.96 * sqrt(0.9133 * 0.0867 / 10000) = 0.55 points
+    assert rows["classifier test accuracy, final (epoch 10)"] == ["–", "80.83 %",
+                                                                 "91.33 % ± 0.55"]
 
 
 def test_tuned_row_gives_accuracy_beside_its_aim_and_the_lecture_recipe(results):
     rows = cells(readme_results.render(results))
     for dataset, info in DATASETS.items():
-        assert rows[info.title] == ["98.77 %", readme_results.TUNED_AIMS[dataset], "0.292",
-                                    "91.33 %"]
+        assert rows[info.title] == ["98.77 % ± 0.22", readme_results.TUNED_AIMS[dataset],
+                                    "0.292", "91.33 %"]
 
 
 def test_check_fails_on_a_stale_block_until_it_is_rendered(results, capsys):
@@ -115,8 +124,9 @@ def test_learn_block_sets_each_autoencoder_beside_pca_and_the_ablation_arms(resu
     # layer 1: MSE 0.066 is 200 times PCA's 0.00033; the mean image predicts 0.0675
     assert ["MNIST", "layer 1 (code 400)", "0.0660 (200×)", "0.0660 (200×)", "0.00033",
             "0.0675"] in rows
-    assert ["lecture", "MNIST", "90.00 ± 1.00 (3)", "80.00 ± 2.00 (3)", "80.00 ± 2.00 (3)",
-            "80.00 ± 2.00 (3)"] in rows
+    # the 95 % t-interval of a mean over 3 seeds: 4.3027 * std / sqrt(3)
+    assert ["lecture", "MNIST", "90.00 ± 2.48 (3)", "80.00 ± 4.97 (3)", "80.00 ± 4.97 (3)",
+            "80.00 ± 4.97 (3)"] in rows
 
 
 def test_check_needs_the_markers(results):
@@ -152,3 +162,47 @@ def test_docs_parameter_tables_follow_a_changed_value():
     assert "| `epochs` | 10 | 10, 10, 7 |" in block
     assert "| `split.validation` | 500 | 10000 |" in block
     assert block != params_table.render(params.load(ROOT / "params.yaml"))
+
+
+# ------------------------------------------------------------------ bad data
+
+@pytest.mark.parametrize("key, value", [("test_accuracy", float("nan")), ("test_accuracy", True),
+                                        ("test_accuracy", "0.17"), ("test_accuracy", 1.2),
+                                        ("test_nll", -1.0)])
+def test_a_metrics_value_out_of_range_stops_the_render_in_one_line(results, key, value):
+    path = results / "metrics" / "tuned" / "mnist.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), key: value}))
+    with pytest.raises(SystemExit) as stop:
+        readme_results.main(["--root", str(results)])
+    assert str(stop.value).startswith(f"error: {path}: {key} is {value!r}; ")
+    assert "old tables" in (results / "README.md").read_text()  # nothing written
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"test_accuracy_ci95": -0.01}, "test_accuracy_ci95 is -0.01; it must be a finite number"),
+    ({"test_accuracy_std": float("nan")}, "test_accuracy_std is nan"),  # 3 seeds: a spread
+    ({"test_accuracy_count": 0}, "test_accuracy_count is 0; a seed count must be"),
+])
+def test_a_bad_ablation_summary_stops_the_render_in_one_line(results, change, message):
+    path = results / "plots" / "ablation" / "ablation_summary.csv"
+    summary = pd.read_csv(path)
+    for column, value in change.items():
+        summary.loc[0, column] = value
+    summary.to_csv(path, index=False)
+    with pytest.raises(SystemExit) as stop:
+        readme_results.main(["--root", str(results)])
+    assert str(stop.value).startswith(f"error: {path}, line 2: {message}")
+
+
+def test_a_summary_without_the_interval_column_is_refused(results):
+    path = results / "plots" / "ablation" / "ablation_summary.csv"
+    pd.read_csv(path).drop(columns="test_accuracy_ci95").to_csv(path, index=False)
+    with pytest.raises(SystemExit, match="has no column 'test_accuracy_ci95'"):
+        readme_results.main(["--root", str(results)])
+
+
+def test_a_per_class_accuracy_out_of_range_is_refused(results):
+    path = results / "plots" / "lecture" / "mnist" / "per_class.csv"
+    path.write_text(path.read_text().replace("0.9796", "97.96"))
+    with pytest.raises(SystemExit, match=r"per_class.csv: test_accuracy is 97.96; an accuracy"):
+        readme_results.main(["--root", str(results)])

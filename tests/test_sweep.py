@@ -4,13 +4,18 @@ scripts/sweep.sh summarised on a small real project, and the fan-out/fan-in of
 """
 import csv
 import io
+import json
 import math
+import os
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
+import yaml
 
-from scripts import sweep_summary
+from scripts import sweep_keys, sweep_summary
 from tests.conftest import ROOT, clone_origin, dvc, project_with_remotes, run
 from tests.test_experiments import assert_same_metrics
 from tests.test_plots import PNG_SIGNATURE
@@ -27,6 +32,62 @@ def test_workflow_passes_actionlint():
     done = subprocess.run([actionlint(), str(workflow)], cwd=ROOT, capture_output=True,
                           text=True)
     assert done.returncode == 0, f"actionlint found problems:\n{done.stdout}{done.stderr}"
+
+
+def test_grid_is_checked_by_sweep_keys_and_secrets_reach_only_the_steps_using_the_remote():
+    workflow = yaml.safe_load((ROOT / ".github" / "workflows" / "sweep.yml").read_text())
+    grid = next(step["run"] for step in workflow["jobs"]["grid"]["steps"] if "run" in step
+                and "points" in step["run"])
+    assert 'python -m scripts.sweep_keys --grid "$GRID"' in grid
+    for name, job in workflow["jobs"].items():
+        assert "secrets." not in json.dumps(job.get("env", {})), f"job {name}: secrets job-wide"
+    with_secrets = {step["name"] for job in workflow["jobs"].values() for step in job["steps"]
+                    if "secrets." in json.dumps(step.get("env", {}))}
+    assert with_secrets == {"Run the experiment", "Push the experiment and its outputs"}
+
+
+# ------------------------------------------------------------------ the grid's keys
+
+BAD_KEYS = ["../outside.yaml:a=1", "params.yaml:lecture.finetune_classifier.lr=0.2",
+            "lecture..finetune_classifier.lr=0.2", "lecture.finetune_classifier.nope=1",
+            "+lecture.extra=1", "lecture.finetune_classifier=3", "lecture.finetune_classifier.lr"]
+
+
+@pytest.mark.parametrize("assignment", BAD_KEYS)
+def test_a_key_that_is_no_param_of_params_yaml_is_refused(assignment, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    keys = sweep_keys.param_keys()
+    assert sweep_keys.problem(assignment, keys).endswith(sweep_keys.ALLOWED)
+    with pytest.raises(SystemExit, match="^error: "):
+        sweep_keys.main(["--grid", json.dumps([f"{LR}=0.2", [assignment]])])
+
+
+def test_params_of_params_yaml_pass_and_the_grid_becomes_the_matrix(monkeypatch, capsys):
+    monkeypatch.chdir(ROOT)
+    keys = sweep_keys.param_keys()
+    for assignment in (f"{LR}=0.1,0.2", "common.seed=3", "datasets=[mnist]"):
+        assert sweep_keys.problem(assignment, keys) is None
+    sweep_keys.main(["--grid", json.dumps([f"{LR}=0.1", ["common.seed=1", f"{LR}=0.2"]])])
+    assert json.loads(capsys.readouterr().out) == [[f"{LR}=0.1"], ["common.seed=1", f"{LR}=0.2"]]
+    assert sweep_keys.set_params(["-n", "x", "-S", "a=1", "--set-param=b=2", "-Sc=3",
+                                  "--set-param", "d=4", "--queue"]) == ["a=1", "b=2", "c=3", "d=4"]
+    for grid in ("[]", '"a=1"', "[[]]", "[1]", "not json"):
+        with pytest.raises(SystemExit, match="^error: --grid: "):
+            sweep_keys.main(["--grid", grid])
+
+
+def test_sweep_sh_refuses_a_key_outside_params_yaml_before_queueing(tmp_path):
+    shutil.copy(ROOT / "params.yaml", tmp_path)
+    shutil.copytree(ROOT / "scripts", tmp_path / "scripts",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    path = os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]])
+    done = subprocess.run(["bash", "scripts/sweep.sh", "-j", "1", "-S", f"{LR}=0.2", "-S",
+                           "../outside.yaml:a=1"], cwd=tmp_path, capture_output=True,
+                          text=True, env=dict(os.environ, PATH=path), timeout=120)
+    assert done.returncode == 1
+    assert done.stderr.startswith("error: the key '../outside.yaml:a' of '../outside.yaml:a=1' "
+                                  "is no dotted params.yaml key"), done.stderr
+    assert "sweep:" not in done.stdout and not (tmp_path.parent / "outside.yaml").exists()
 
 
 # ------------------------------------------------------------------ the summary's logic
@@ -91,6 +152,39 @@ def test_summary_writes_a_table_per_metrics_file_a_csv_and_a_png(tmp_path):
     assert "| lr3 | 3 | — | — | **diverged** |" in text
     assert "![" in text and (tmp_path / "summary.png").read_bytes().startswith(PNG_SIGNATURE)
     assert len(list(csv.DictReader(io.StringIO((tmp_path / "summary.csv").read_text())))) == 12
+
+
+@pytest.mark.parametrize("key, value, allowed", [
+    ("test_accuracy", "0.17", "an accuracy must be a finite number in [0, 1]"),
+    ("test_accuracy", True, "an accuracy must be a finite number in [0, 1]"),
+    ("test_accuracy", float("nan"), "an accuracy must be a finite number in [0, 1]"),
+    ("test_nll", -0.5, "it must be a finite number >= 0"),
+])
+def test_summary_refuses_metrics_that_are_no_numbers_in_range(key, value, allowed):
+    shown_runs = shown()
+    metrics = shown_runs[1]["experiments"][1]["revs"][0]["data"]["metrics"]  # lr045's
+    metrics[FILES[1]]["data"][key] = value
+    with pytest.raises(SystemExit) as stop:
+        sweep_summary.summary_table(shown_runs)
+    assert str(stop.value) == (f"error: experiment lr045, {FILES[1]}: {key} is {value!r}; "
+                               f"{allowed}")
+
+
+def test_a_collapsed_run_s_infinite_or_nan_nll_is_a_result_not_bad_data():
+    shown_runs = shown()
+    metrics = shown_runs[1]["experiments"][0]["revs"][0]["data"]["metrics"]  # lr08's
+    metrics[FILES[1]]["data"]["test_nll"] = float("inf")
+    metrics[FILES[0]]["data"]["test_nll"] = float("nan")
+    table, _ = sweep_summary.summary_table(shown_runs)
+    assert set(table[table.experiment == "lr08"].flag) == {"collapsed"}
+
+
+def test_out_naming_a_file_is_one_line_and_leaves_the_file(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "summary.md").write_text("mine\n")
+    with pytest.raises(SystemExit, match=r"^error: --out summary.md is a file; name a folder"):
+        sweep_summary.main(["--out", "summary.md"])
+    assert (tmp_path / "summary.md").read_text() == "mine\n"
 
 
 # ------------------------------------------------------------------ on a real project
