@@ -1,6 +1,7 @@
-"""The pretraining ablation: does greedy layer-wise pretraining help?
+"""The pretraining ablation: does greedy layer-wise pretraining help, and with how many labels?
 
-For each recipe in params.yaml, dataset and seed, four arms of the same network:
+For each recipe in params.yaml (or --recipes), dataset, label budget and seed, four arms of
+the same network:
   greedy          layer 1, then the stacked autoencoder, then fine-tuning (the pipeline);
   end_to_end      the deep 784-400-256-400-784 autoencoder from random weights, for as many
                   epochs as layer 1 and stacking together, then fine-tuning;
@@ -13,10 +14,17 @@ take those from DVC's run cache. Results are read back through `dvc exp show --j
 
     python -m scripts.ablation                  # the whole study: queue, run, collect
     python -m scripts.ablation --collect-only   # re-read the finished experiments
+    python -m scripts.ablation --recipes tuned --labels 100 1000 10000 0 \
+        --seeds 0 1 2 3 4 --out plots/label_budget   # the label-budget study
 
-writes, in --out: ablation.csv (one row per arm, recipe, dataset and seed),
+--labels sets finetune_classifier.labels (N labelled images, N / 10 a class, drawn by the
+seed; 0 = all) while the autoencoders learn from every training image: the pretraining
+stages do not depend on it, so every budget takes them from DVC's run cache.
+
+writes, in --out: ablation.csv (one row per arm, recipe, dataset, label budget and seed),
 ablation_summary.csv (mean, std, count over seeds and the half-width of the mean's 95 %
-Student-t interval, `<metric>_ci95`) and ablation.png.
+Student-t interval, `<metric>_ci95`) and ablation.png (with several budgets: test accuracy
+against labelled images, one line per arm with its interval).
 """
 import argparse
 import json
@@ -35,6 +43,7 @@ from scripts import mean_ci95
 ARMS = ("greedy", "end_to_end", "no_pretraining", "linear_probe")
 LABELS = ("greedy", "end to end", "no\npretraining", "linear\nprobe")
 PREFIX = "abl"
+TRAINING_IMAGES = 60000  # in either dataset
 METRICS = {"test_accuracy": "test_accuracy", "test_nll": "test_nll",
            "mse_layer1": "reconstruction_mse.layer1", "mse_stacked": "reconstruction_mse.stacked",
            "mse_pca_stacked": "reconstruction_mse.pca_stacked"}
@@ -50,8 +59,8 @@ def arm_settings(arm, recipe_name, recipe):
     return [f"{recipe_name}.{key}={value}" for key, value in changes.items()]
 
 
-def run_name(arm, recipe, dataset, seed):
-    return f"{PREFIX}-{arm}-{recipe}-{dataset}-s{seed}"
+def run_name(arm, recipe, dataset, labels, seed):
+    return f"{PREFIX}-{arm}-{recipe}-{dataset}-l{labels}-s{seed}"
 
 
 def dvc(*args, env=None):
@@ -69,26 +78,26 @@ def remove_earlier(names):
         dvc("exp", "remove", *sorted(earlier))
 
 
-def queue(p, seeds):
+def queue(p, recipes, budgets, seeds):
     """Queue every run, greedy arms first so that the others find their stages cached."""
-    names = []
-    for arm in ARMS:
-        for recipe_name, recipe in p.recipes.items():
-            for dataset in p.datasets:
-                for seed in seeds:
-                    name = run_name(arm, recipe_name, dataset, seed)
-                    sets = [f"common.seed={seed}", *arm_settings(arm, recipe_name, recipe)]
-                    dvc("exp", "run", "--queue", "-n", name,
-                        *(arg for s in sets for arg in ("-S", s)),
-                        f"evaluate@{recipe_name}-{dataset}")
-                    names.append(name)
-    return names
+    for arm, recipe, dataset, labels, seed in runs(p, recipes, budgets, seeds):
+        sets = [f"common.seed={seed}", f"{recipe}.finetune_classifier.labels={labels}",
+                *arm_settings(arm, recipe, p.recipes[recipe])]
+        dvc("exp", "run", "--queue", "-n", run_name(arm, recipe, dataset, labels, seed),
+            *(arg for s in sets for arg in ("-S", s)), f"evaluate@{recipe}-{dataset}")
+
+
+def runs(p, recipes, budgets, seeds):
+    """(arm, recipe, dataset, labels, seed) of every run, in queue order."""
+    return [(arm, recipe, dataset, labels, seed) for arm in ARMS for recipe in recipes
+            for dataset in p.datasets for labels in budgets for seed in seeds]
 
 
 def run_queue(jobs):
     """Start `jobs` workers, each stage with cores / jobs threads, and wait for the queue."""
-    threads = max(1, (os.cpu_count() or 1) // jobs)
-    dvc("queue", "start", "-j", str(jobs), env=dict(os.environ, OMP_NUM_THREADS=str(threads)))
+    env = dict(os.environ)
+    env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // jobs)))  # yours wins
+    dvc("queue", "start", "-j", str(jobs), env=env)
     while any(state in dvc("queue", "status") for state in ("Queued", "Running")):
         time.sleep(10)
 
@@ -103,12 +112,13 @@ def collect(names):
             state = (exp.get("executor") or {}).get("state", "success")
             if exp.get("name") in names and state == "success":
                 rows.append(row(exp["name"], exp["revs"][0]["data"]))
-    return pd.DataFrame(rows).sort_values(["recipe", "dataset", "arm", "seed"])
+    return pd.DataFrame(rows).sort_values(["recipe", "dataset", "labels", "arm", "seed"])
 
 
 def row(name, data):
-    _, arm, recipe, dataset, seed = name.split("-")
-    found = {"arm": arm, "recipe": recipe, "dataset": dataset, "seed": int(seed[1:])}
+    _, arm, recipe, dataset, labels, seed = name.split("-")
+    found = {"arm": arm, "recipe": recipe, "dataset": dataset, "labels": int(labels[1:]),
+             "seed": int(seed[1:])}
     metrics = (data.get("metrics") or {}).get(f"metrics/{recipe}/{dataset}.json") or {}
     flat = pd.json_normalize(metrics.get("data") or {}).to_dict("records")
     values = flat[0] if flat else {}
@@ -117,8 +127,9 @@ def row(name, data):
 
 def summarise(table):
     """Mean, standard deviation (over seeds, ddof=1), count and 95 % t-interval half-width
-    of the mean per arm, recipe, dataset; one seed has neither spread nor interval."""
-    grouped = table.groupby(["recipe", "dataset", "arm"], sort=False)
+    of the mean per arm, recipe, dataset and label budget; one seed has neither spread nor
+    interval."""
+    grouped = table.groupby(["recipe", "dataset", "labels", "arm"], sort=False)
     summary = grouped[["test_accuracy", "test_nll"]].agg(["mean", "std", "count"])
     summary.columns = ["_".join(c) for c in summary.columns]
     for metric in ("test_accuracy", "test_nll"):
@@ -153,26 +164,72 @@ def figure(table, path):
     save_png(fig, path)
 
 
+def budget_figure(summary, path):
+    """Test accuracy against labelled images (log scale), one panel per recipe and dataset,
+    one line per arm with its 95 % interval; "all" labels at the training part's size."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from sae.plots import save_png
+
+    panels = summary[["recipe", "dataset"]].drop_duplicates().values.tolist()
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 4.2), squeeze=False,
+                             layout="constrained")
+    for ax, (recipe, dataset) in zip(axes.flat, panels):
+        for arm, label in zip(ARMS, LABELS):
+            part = summary[(summary.recipe == recipe) & (summary.dataset == dataset)
+                           & (summary.arm == arm)].sort_values("labelled")
+            ax.errorbar(part.labelled, 100 * part.test_accuracy_mean,
+                        yerr=100 * part.test_accuracy_ci95.fillna(0), marker="o", capsize=3,
+                        label=label.replace("\n", " "))
+        ax.set_xscale("log")
+        ax.set(title=f"{recipe}, {dataset}", xlabel="labelled training images",
+               ylabel="test accuracy (%)")
+        ax.grid(alpha=0.3, which="both")
+        ax.legend()
+    fig.suptitle("Where pretraining pays: test accuracy by label budget, mean and 95 % "
+                 "t-interval over seeds")
+    save_png(fig, path)
+
+
+def labelled_images(p, recipe, labels):
+    """The images fine-tuning learns from at a budget: `labels`, or all (0) of the training
+    part the recipe does not hold out."""
+    return labels or (p.common.train_limit or TRAINING_IMAGES) - p.recipes[recipe].split.validation
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--recipes", nargs="+", help="default: every recipe in params.yaml")
+    parser.add_argument("--labels", type=int, nargs="+", default=[0],
+                        help="label budgets (finetune_classifier.labels; 0 = all)")
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--out", default="plots/ablation")
     parser.add_argument("--collect-only", action="store_true")
     args = parser.parse_args(argv)
     p = params.load()
-    names = [run_name(arm, r, d, s) for arm in ARMS for r in p.recipes for d in p.datasets
-             for s in args.seeds]
+    recipes = args.recipes or list(p.recipes)
+    for recipe in recipes:
+        p.recipe(recipe)  # one line of error for a recipe params.yaml does not name
+    names = [run_name(*run) for run in runs(p, recipes, args.labels, args.seeds)]
     if not args.collect_only:
         remove_earlier(names)
-        queue(p, args.seeds)
+        queue(p, recipes, args.labels, args.seeds)
         run_queue(args.jobs)
     table = collect(set(names))
+    summary = summarise(table)
     out = Path(args.out)
     write_text(out / "ablation.csv", table.to_csv(index=False))
-    write_text(out / "ablation_summary.csv", summarise(table).to_csv(index=False))
-    figure(table, out / "ablation.png")
-    print(summarise(table).to_string(index=False))
+    write_text(out / "ablation_summary.csv", summary.to_csv(index=False))
+    if len(args.labels) > 1:
+        summary["labelled"] = [labelled_images(p, r, n) for r, n in
+                               zip(summary.recipe, summary["labels"])]
+        budget_figure(summary, out / "ablation.png")
+    else:
+        figure(table, out / "ablation.png")
+    print(summary.to_string(index=False))
 
 
 if __name__ == "__main__":

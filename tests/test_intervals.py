@@ -31,7 +31,7 @@ def test_half_widths():
 
 
 def test_ablation_summary_carries_the_mean_s_t_interval_beside_mean_std_and_count():
-    table = pd.DataFrame({"recipe": "lecture", "dataset": "mnist",
+    table = pd.DataFrame({"recipe": "lecture", "dataset": "mnist", "labels": 0,
                           "arm": ["greedy"] * 3 + ["linear_probe"],
                           "seed": [0, 1, 2, 0], "test_accuracy": [0.90, 0.91, 0.92, 0.5],
                           "test_nll": [0.3, 0.3, 0.3, 1.0]})

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from sae import plots
+from sae.atomic import OutputError
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 FASHION = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
@@ -153,7 +154,7 @@ def test_failed_save_keeps_the_old_file_and_leaves_no_temporary(tmp_path, monkey
         raise OSError("disk full")
 
     monkeypatch.setattr(matplotlib.figure.Figure, "savefig", broken_savefig)
-    with pytest.raises(OSError):
+    with pytest.raises(OutputError, match=r"cannot write .*c\.png: disk full"):
         plots.confusion_heatmap(target, _confusion(), DIGITS, "MNIST")
     assert target.read_bytes() == b"old"
     assert _leftovers(tmp_path) == []
