@@ -44,6 +44,8 @@ def thread_settings(cores):
               {"OMP_NUM_THREADS": cores, "GOMP_SPINCOUNT": "10000"}),
         "d": (f"{fewer} thread{'s' if fewer > 1 else ''}", {"OMP_NUM_THREADS": fewer}),
         "e": ("1 thread", {"OMP_NUM_THREADS": 1}),
+        "f": (f"{cores} threads, GOMP_SPINCOUNT=1000",
+              {"OMP_NUM_THREADS": cores, "GOMP_SPINCOUNT": "1000"}),
     }
 
 
@@ -72,8 +74,13 @@ def train_stages(args, ready=None):
     common = dataclasses.replace(p.common, device="cpu", train_limit=args.train_limit,
                                  test_limit=args.train_limit and max(1, args.train_limit // 6))
     recipe, device = p.recipe(args.recipe), setup(common)
-    images, labels = load_data(args.data, common, device, train=True)
-    test_images, test_labels = load_data(args.data, common, device, train=False)
+    split = recipe.split
+    if args.train_limit and split.validation:  # hold out a sixth of a small training set
+        split = dataclasses.replace(split, validation=max(1, args.train_limit // 6))
+    # As the stage: it trains on the training part and scores validation or test each epoch.
+    images, labels = load_data(args.data, common, device, "train", split)
+    test_images, test_labels = load_data(args.data, common, device,
+                                         "validation" if split.validation else "test", split)
     seconds = {}
     for name in args.stages:
         phase = dataclasses.replace(getattr(recipe, name), epochs=1 + args.epochs)
@@ -178,7 +185,7 @@ def main():
                         help="training stages to time (default: all three)")
     parser.add_argument("--epochs", type=int, default=2, help="timed epochs per worker (2)")
     parser.add_argument("--repeats", type=int, default=3, help="rounds over all conditions (3)")
-    parser.add_argument("--settings", nargs="+", default=list("abcde"), choices=list("abcde"),
+    parser.add_argument("--settings", nargs="+", default=list("abcdef"), choices=list("abcdef"),
                         help="thread settings to compare (the first is the ratios' base)")
     parser.add_argument("--train-limit", type=int, default=0, help="first N training images")
     parser.add_argument("--quick", action="store_true",

@@ -8,7 +8,7 @@
 # value; every key must be a param of params.yaml, see scripts/sweep_keys.py).
 # OMP_NUM_THREADS, when set, wins; the thread count never changes a result, so it is
 # no param and re-runs nothing. The OpenMP wait policy is each stage's own default
-# (stages/__init__.py); an OMP_WAIT_POLICY the user sets wins there. Returns when the
+# (stages/__init__.py: a short spin count); yours wins there. Returns when the
 # queue is empty; summarise with
 # `python -m scripts.sweep_summary --out sweep`. Run it with the venv active (or via make).
 set -euo pipefail
@@ -23,6 +23,6 @@ shift 2
 python "$(dirname "${BASH_SOURCE[0]}")/sweep_keys.py" -- "$@"
 # DVC's queue workers, and the stages they start, inherit this environment.
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-$(( $(nproc) / jobs > 1 ? $(nproc) / jobs : 1 ))}
-echo "sweep: $jobs at a time, OMP_NUM_THREADS=$OMP_NUM_THREADS${OMP_WAIT_POLICY:+ OMP_WAIT_POLICY=$OMP_WAIT_POLICY}"
+echo "sweep: $jobs at a time, OMP_NUM_THREADS=$OMP_NUM_THREADS${OMP_WAIT_POLICY:+ OMP_WAIT_POLICY=$OMP_WAIT_POLICY}${GOMP_SPINCOUNT:+ GOMP_SPINCOUNT=$GOMP_SPINCOUNT}"
 dvc exp run --queue "$@"
 dvc exp run --run-all -j "$jobs"

@@ -2,21 +2,23 @@
 
 Python runs this file before any stage module, and so before torch is imported: the one
 place where every stage process, under `dvc repro`, `dvc exp run` or a queue worker, gets
-the OpenMP settings below. libgomp reads its variables once, when torch loads it; a value
-set after `import torch` has no effect. A variable already in the environment wins.
+the OpenMP setting below. libgomp reads its variables once, when torch loads it; a value
+set after `import torch` has no effect.
 
 Why: each stage runs one OpenMP thread per core, and by default an idle pool thread spins
-while it waits for its siblings. When another process holds a core, the spinning threads
-take its time slices and a stage's epoch was up to 10x slower (issue 17). PASSIVE makes
-idle threads sleep instead. The choice comes from issue 17's first probe and is to be
-confirmed by `python -m benchmarks.contention` (benchmarks/README.md, "Sharing the
-machine"): beside one busy process at most 2x the epoch alone, alone within 5 % of the
-default wait policy. No setting here changes a result (tests/test_threads.py), so none
-of them is a param or a dvc.yaml dependency.
+(300,000 rounds) while it waits for its siblings. When another process holds a core, the
+spinning threads take its time slices: beside one busy process an epoch took 3-4x its time
+alone, beside a second training 4.4-5.4x. With a short spin (GOMP_SPINCOUNT=1000) idle
+threads soon sleep: 1.65-1.93x beside either, and alone within 2 % of the default.
+Sleeping at once (OMP_WAIT_POLICY=PASSIVE) made the tuned recipe's fine-tuning 79 % slower
+alone. Measured with `python -m benchmarks.contention` (benchmarks/README.md, "Sharing the
+machine"). No thread setting changes a result (tests/test_threads.py), so none is a param.
+A GOMP_SPINCOUNT or OMP_WAIT_POLICY of your own wins (GOMP_SPINCOUNT would override a
+wait policy, so none is set beside one).
 """
 import os
 
-OPENMP_DEFAULTS = {"OMP_WAIT_POLICY": "PASSIVE"}
+SPIN_BEFORE_SLEEP = "1000"  # GOMP_SPINCOUNT: rounds an idle OpenMP thread spins, then sleeps
 
-for name, value in OPENMP_DEFAULTS.items():
-    os.environ.setdefault(name, value)
+if "OMP_WAIT_POLICY" not in os.environ:
+    os.environ.setdefault("GOMP_SPINCOUNT", SPIN_BEFORE_SLEEP)

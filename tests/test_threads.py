@@ -77,7 +77,7 @@ PROBE_MODULE = """\
 import os
 import torch
 print(os.environ.get("OMP_NUM_THREADS"), torch.get_num_threads(),
-      os.environ.get("OMP_WAIT_POLICY"))
+      os.environ.get("GOMP_SPINCOUNT"), os.environ.get("OMP_WAIT_POLICY"))
 """
 
 
@@ -112,9 +112,10 @@ def test_queued_stages_get_cores_over_jobs_threads_and_the_stages_wait_policy(tm
     in effect there, though neither the script nor the worker sets them."""
     probe_project(tmp_path)
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)  # let the script choose
-    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)  # let the stages choose
+    for name in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT"):
+        monkeypatch.delenv(name, raising=False)  # let the stages choose
     expected = str(max(1, len(os.sched_getaffinity(0)) // 2))
-    assert queued_sweep(tmp_path) == [[expected, expected, "PASSIVE"]] * 2
+    assert queued_sweep(tmp_path) == [[expected, expected, "1000", "None"]] * 2
 
 
 def test_thread_settings_the_user_sets_win_in_queued_stages(tmp_path, monkeypatch):
@@ -124,14 +125,18 @@ def test_thread_settings_the_user_sets_win_in_queued_stages(tmp_path, monkeypatc
     probe_project(tmp_path)
     mine = str(cores)  # not the script's cores / 2 (torch takes no more threads than cores)
     monkeypatch.setenv("OMP_NUM_THREADS", mine)
-    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
-    assert queued_sweep(tmp_path) == [[mine, mine, "ACTIVE"]] * 2
+    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")  # no spin count beside the user's policy
+    monkeypatch.delenv("GOMP_SPINCOUNT", raising=False)
+    assert queued_sweep(tmp_path) == [[mine, mine, "None", "ACTIVE"]] * 2
+    monkeypatch.delenv("OMP_WAIT_POLICY")
+    monkeypatch.setenv("GOMP_SPINCOUNT", "5")
+    assert queued_sweep(tmp_path)[-1] == [mine, mine, "5", "None"]
 
 
 def test_stage_package_sets_openmp_defaults_before_torch_is_imported():
     """libgomp reads its variables when torch loads it: a default set after that is none."""
     done = subprocess.run(
         [sys.executable, "-c", "import sys, stages; print('torch' in sys.modules)"],
-        cwd=ROOT, env={k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"},
+        cwd=ROOT, env={k: v for k, v in os.environ.items() if k != "GOMP_SPINCOUNT"},
         capture_output=True, text=True, check=True)
     assert done.stdout.split() == ["False"]
