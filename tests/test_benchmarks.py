@@ -38,7 +38,7 @@ def test_each_thread_setting_runs_with_only_its_own_openmp_variables(monkeypatch
     assert [env for _, env in settings.values()] == [
         {"OMP_NUM_THREADS": 4}, {"OMP_NUM_THREADS": 4, "OMP_WAIT_POLICY": "PASSIVE"},
         {"OMP_NUM_THREADS": 4, "GOMP_SPINCOUNT": "10000"}, {"OMP_NUM_THREADS": 3},
-        {"OMP_NUM_THREADS": 1}]
+        {"OMP_NUM_THREADS": 1}, {"OMP_NUM_THREADS": 4, "GOMP_SPINCOUNT": "1000"}]
     default_wait = environment(settings["a"][1])
     assert default_wait["OMP_NUM_THREADS"] == "4"
     assert "OMP_WAIT_POLICY" not in default_wait and "GOMP_SPINCOUNT" not in default_wait
