@@ -142,7 +142,9 @@ def summary_table(shown):
     then by the swept params."""
     records = list(runs(shown))
     swept = swept_params(records)
-    files = sorted({path for r in records for path in r["metrics"]})
+    # The evaluate stages' headline files; the DVCLive files of per-epoch metrics hold no NLL.
+    files = sorted({path for r in records for path, values in r["metrics"].items()
+                    if all(key in values for key in HEADLINE)})
     rows = []
     for r in sorted(records, key=lambda r: [param_order(r["params"].get(p)) for p in swept]):
         for path in files:

@@ -130,7 +130,10 @@ def test_thread_settings_the_user_sets_win_in_queued_stages(tmp_path, monkeypatc
     assert queued_sweep(tmp_path) == [[mine, mine, "None", "ACTIVE"]] * 2
     monkeypatch.delenv("OMP_WAIT_POLICY")
     monkeypatch.setenv("GOMP_SPINCOUNT", "5")
-    assert queued_sweep(tmp_path)[-1] == [mine, mine, "5", "None"]
+    second = tmp_path / "second"
+    second.mkdir()
+    probe_project(second)
+    assert queued_sweep(second) == [[mine, mine, "5", "None"]] * 2
 
 
 def test_stage_package_sets_openmp_defaults_before_torch_is_imported():
