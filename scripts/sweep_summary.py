@@ -34,7 +34,7 @@ from matplotlib.lines import Line2D  # noqa: E402
 
 from sae.atomic import write_text  # noqa: E402
 from sae.plots import save_png  # noqa: E402
-from scripts import accuracy, markdown_table, non_negative  # noqa: E402
+from scripts import accuracy, is_number, markdown_table, non_negative  # noqa: E402
 
 HEADLINE = {"test_accuracy": "test accuracy", "test_nll": "test NLL"}
 CHANCE = 0.1  # ten classes
@@ -100,10 +100,6 @@ def swept_params(records):
 
 
 # ------------------------------------------------------------------ the table
-
-def is_number(value):
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
 
 def flag(state, baseline, accuracy, nll):
     """'' for a healthy run (or a baseline without results), else what the module
