@@ -6,7 +6,7 @@ PYTHON := $(VENV)/bin/python
 # Stage commands in dvc.yaml call `python`: put the venv's first on PATH.
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: setup pipeline tuned ablation compare verify test
+.PHONY: setup pipeline tuned ablation reconstruction compare verify test
 
 setup: $(VENV)/.installed
 
@@ -28,6 +28,11 @@ tuned: setup
 # The pretraining ablation: 4 arms x every recipe, dataset and seed, as queued experiments.
 ablation: setup
 	$(PYTHON) -m scripts.ablation
+
+# The code-size study: autoencoders against PCA at codes of 16 to 256 units, both datasets,
+# 3 seeds, as queued experiments (needs the reference stage: run make pipeline first).
+reconstruction: setup
+	$(PYTHON) -m scripts.reconstruction
 
 # The experiments side by side, as a Markdown table: the params that differ between them and
 # the test accuracies that changed. Left out: data, model and code hashes, the per-epoch

@@ -18,7 +18,7 @@ USER_ERRORS = (ParamsError, DataError, OutputError, OSError)
 INTERRUPTED = 130  # the shell's exit status for a process ended by Ctrl-C (128 + SIGINT)
 
 # The path options that name what a stage writes; every other path option names an input.
-OUTPUTS = ("out", "model", "live", "metrics", "confusion", "per-class", "figures")
+OUTPUTS = ("out", "curve", "model", "live", "metrics", "confusion", "per-class", "figures")
 
 
 def parse_args(description, argv, *paths, recipe=True, dataset=True, folders=()):

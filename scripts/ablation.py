@@ -27,18 +27,13 @@ Student-t interval, `<metric>_ci95`) and ablation.png (with several budgets: tes
 against labelled images, one line per arm with its interval).
 """
 import argparse
-import json
-import os
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pandas as pd
 
 from sae import params
 from sae.atomic import write_text
-from scripts import mean_ci95
+from scripts import experiments
 
 ARMS = ("greedy", "end_to_end", "no_pretraining", "linear_probe")
 LABELS = ("greedy", "end to end", "no\npretraining", "linear\nprobe")
@@ -63,28 +58,13 @@ def run_name(arm, recipe, dataset, labels, seed):
     return f"{PREFIX}-{arm}-{recipe}-{dataset}-l{labels}-s{seed}"
 
 
-def dvc(*args, env=None):
-    done = subprocess.run([sys.executable, "-m", "dvc", *args], capture_output=True,
-                          text=True, env=env)
-    if done.returncode != 0:
-        sys.exit(f"error: dvc {' '.join(args)} failed:\n{done.stdout}{done.stderr}")
-    return done.stdout
-
-
-def remove_earlier(names):
-    """Remove the experiments of an earlier study, so that every name is this study's."""
-    earlier = set(dvc("exp", "list", "-A", "--name-only").split()) & set(names)
-    if earlier:
-        dvc("exp", "remove", *sorted(earlier))
-
-
 def queue(p, recipes, budgets, seeds):
     """Queue every run, greedy arms first so that the others find their stages cached."""
     for arm, recipe, dataset, labels, seed in runs(p, recipes, budgets, seeds):
         sets = [f"common.seed={seed}", f"{recipe}.finetune_classifier.labels={labels}",
                 *arm_settings(arm, recipe, p.recipes[recipe])]
-        dvc("exp", "run", "--queue", "-n", run_name(arm, recipe, dataset, labels, seed),
-            *(arg for s in sets for arg in ("-S", s)), f"evaluate@{recipe}-{dataset}")
+        experiments.queue(run_name(arm, recipe, dataset, labels, seed), sets,
+                          f"evaluate@{recipe}-{dataset}")
 
 
 def runs(p, recipes, budgets, seeds):
@@ -93,25 +73,9 @@ def runs(p, recipes, budgets, seeds):
             for dataset in p.datasets for labels in budgets for seed in seeds]
 
 
-def run_queue(jobs):
-    """Start `jobs` workers, each stage with cores / jobs threads, and wait for the queue."""
-    env = dict(os.environ)
-    env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // jobs)))  # yours wins
-    dvc("queue", "start", "-j", str(jobs), env=env)
-    while any(state in dvc("queue", "status") for state in ("Queued", "Running")):
-        time.sleep(10)
-
-
 def collect(names):
     """One row per finished run: arm, recipe, dataset, seed and the metrics."""
-    rows = []
-    # All commits: the study's baseline need not be HEAD any more when it is collected.
-    for baseline in json.loads(dvc("exp", "show", "--json", "-A")):
-        for exp in baseline.get("experiments") or []:
-            # Queued, running or failed runs show their baseline's metrics: skip them.
-            state = (exp.get("executor") or {}).get("state", "success")
-            if exp.get("name") in names and state == "success":
-                rows.append(row(exp["name"], exp["revs"][0]["data"]))
+    rows = [row(name, data) for name, (_, data) in experiments.finished(names).items()]
     return pd.DataFrame(rows).sort_values(["recipe", "dataset", "labels", "arm", "seed"])
 
 
@@ -119,24 +83,15 @@ def row(name, data):
     _, arm, recipe, dataset, labels, seed = name.split("-")
     found = {"arm": arm, "recipe": recipe, "dataset": dataset, "labels": int(labels[1:]),
              "seed": int(seed[1:])}
-    metrics = (data.get("metrics") or {}).get(f"metrics/{recipe}/{dataset}.json") or {}
-    flat = pd.json_normalize(metrics.get("data") or {}).to_dict("records")
-    values = flat[0] if flat else {}
+    values = experiments.metrics_of(data, f"metrics/{recipe}/{dataset}.json")
     return found | {column: values.get(key) for column, key in METRICS.items()}
 
 
 def summarise(table):
-    """Mean, standard deviation (over seeds, ddof=1), count and 95 % t-interval half-width
-    of the mean per arm, recipe, dataset and label budget; one seed has neither spread nor
-    interval."""
-    grouped = table.groupby(["recipe", "dataset", "labels", "arm"], sort=False)
-    summary = grouped[["test_accuracy", "test_nll"]].agg(["mean", "std", "count"])
-    summary.columns = ["_".join(c) for c in summary.columns]
-    for metric in ("test_accuracy", "test_nll"):
-        summary.insert(summary.columns.get_loc(f"{metric}_count") + 1, f"{metric}_ci95", [
-            mean_ci95(std, n) if n > 1 else float("nan")
-            for std, n in zip(summary[f"{metric}_std"], summary[f"{metric}_count"])])
-    return summary.reset_index()
+    """Mean, std, count and 95 % t-interval of test accuracy and NLL per arm, recipe, dataset
+    and label budget."""
+    return experiments.summarise(table, ["recipe", "dataset", "labels", "arm"],
+                                 ["test_accuracy", "test_nll"])
 
 
 def figure(table, path):
@@ -215,9 +170,9 @@ def main(argv=None):
         p.recipe(recipe)  # one line of error for a recipe params.yaml does not name
     names = [run_name(*run) for run in runs(p, recipes, args.labels, args.seeds)]
     if not args.collect_only:
-        remove_earlier(names)
+        experiments.remove_earlier(names)
         queue(p, recipes, args.labels, args.seeds)
-        run_queue(args.jobs)
+        experiments.run_queue(args.jobs)
     table = collect(set(names))
     summary = summarise(table)
     out = Path(args.out)

@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 
 from sae import params
-from scripts import ablation
+from scripts import ablation, experiments
 from tests.test_plots import PNG_SIGNATURE
 
 BUDGETS, SEEDS = [100, 0], [0, 1, 2]
@@ -21,7 +21,7 @@ def test_every_arm_budget_and_seed_is_one_run_greedy_arms_first():
 
 def test_a_queued_run_sets_its_seed_budget_and_arm(monkeypatch):
     queued = []
-    monkeypatch.setattr(ablation, "dvc", lambda *args, **kwargs: queued.append(args))
+    monkeypatch.setattr(experiments, "dvc", lambda *args, **kwargs: queued.append(args))
     ablation.queue(params.load(), ["tuned"], [1000], [4])
     probe = next(args for args in queued if "abl-linear_probe-tuned-mnist-l1000-s4" in args)
     sets = {probe[i + 1] for i, arg in enumerate(probe) if arg == "-S"}

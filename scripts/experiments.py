@@ -1,0 +1,90 @@
+"""A study as queued DVC experiments, shared by the ablation (scripts/ablation.py) and the
+code-size study (scripts/reconstruction.py): queue named runs, let DVC's workers run them
+`jobs` at a time, and read back the ones that finished.
+
+Every run is one `dvc exp run --queue -n NAME -S key=value ... TARGET`; runs that share
+stages with an earlier one (same params, code and data) take them from DVC's run cache.
+"""
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pandas as pd
+
+from scripts import mean_ci95
+
+
+def dvc(*args, env=None):
+    done = subprocess.run([sys.executable, "-m", "dvc", *args], capture_output=True,
+                          text=True, env=env)
+    if done.returncode != 0:
+        sys.exit(f"error: dvc {' '.join(args)} failed:\n{done.stdout}{done.stderr}")
+    return done.stdout
+
+
+def remove_earlier(names):
+    """Remove the experiments of an earlier study, so that every name is this study's."""
+    earlier = set(dvc("exp", "list", "-A", "--name-only").split()) & set(names)
+    if earlier:
+        dvc("exp", "remove", *sorted(earlier))
+
+
+def queue(name, sets, target):
+    """Queue one run: `sets` are its `key=value` params, `target` the stage it runs up to."""
+    dvc("exp", "run", "--queue", "-n", name, *(arg for s in sets for arg in ("-S", s)), target)
+
+
+def run_queue(jobs):
+    """Start `jobs` workers, each stage with cores / jobs threads, and wait for the queue."""
+    env = dict(os.environ)
+    env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // jobs)))  # yours wins
+    dvc("queue", "start", "-j", str(jobs), env=env)
+    while any(state in dvc("queue", "status") for state in ("Queued", "Running")):
+        time.sleep(10)
+
+
+def finished(names):
+    """{name: (rev, data)} of the experiments named `names` that finished: their commit and
+    what `dvc exp show --json` holds for it (params, metrics)."""
+    found = {}
+    # All commits: the study's baseline need not be HEAD any more when it is collected.
+    for baseline in json.loads(dvc("exp", "show", "--json", "-A")):
+        for exp in baseline.get("experiments") or []:
+            # Queued, running or failed runs show their baseline's metrics: skip them.
+            state = (exp.get("executor") or {}).get("state", "success")
+            if exp.get("name") in names and state == "success":
+                found[exp["name"]] = (exp["revs"][0]["rev"], exp["revs"][0]["data"])
+    return found
+
+
+def metrics_of(data, path):
+    """One metrics file of a run as a flat {dotted.key: value} dict ({} when it has none)."""
+    metrics = (data.get("metrics") or {}).get(path) or {}
+    flat = pd.json_normalize(metrics.get("data") or {}).to_dict("records")
+    return flat[0] if flat else {}
+
+
+def summarise(table, by, metrics):
+    """Mean, standard deviation (over seeds, ddof=1), count and 95 % t-interval half-width of
+    the mean (`<metric>_ci95`) of each metric per group of `by`; one seed has neither spread
+    nor interval."""
+    summary = table.groupby(by, sort=False)[list(metrics)].agg(["mean", "std", "count"])
+    summary.columns = ["_".join(c) for c in summary.columns]
+    for metric in metrics:
+        summary.insert(summary.columns.get_loc(f"{metric}_count") + 1, f"{metric}_ci95", [
+            mean_ci95(std, n) if n > 1 else float("nan")
+            for std, n in zip(summary[f"{metric}_std"], summary[f"{metric}_count"])])
+    return summary.reset_index()
+
+
+def stage_paths(name):
+    """The paths a stage of dvc.yaml reads and writes: (deps, outs), each a list of str."""
+    from dvc.repo import Repo  # slow to import; only the studies' collection needs it
+
+    with Repo() as repo:
+        stage = next((s for s in repo.index.stages if s.addressing == name), None)
+        if stage is None:
+            sys.exit(f"error: dvc.yaml has no stage {name}")
+        return [str(d) for d in stage.deps], [str(o) for o in stage.outs]

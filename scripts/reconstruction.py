@@ -1,0 +1,207 @@
+"""The code-size study: stacked autoencoders against PCA at code sizes 16 to 256.
+
+Hinton & Salakhutdinov (Science, 2006) showed a deep autoencoder's 30-unit code
+reconstructing MNIST far better than PCA with 30 components. This study measures where the
+pipeline's own network stands. For each dataset, code size k and seed, the tuned recipe's
+784-400-k-400-784 autoencoder, trained for reconstruction (no masking noise), two ways:
+  greedy       layer 1, then the stacked autoencoder from its weights (the pipeline);
+  end_to_end   the whole autoencoder from random weights, for as many epochs as both phases;
+beside PCA with k components (the reference stage's curve, fitted on every training image).
+The test MSE is evaluate's `reconstruction_mse.stacked`; the classifier is no part of the
+study, so its fine-tuning is cut to one epoch (evaluate needs one to run).
+
+Every run is a queued DVC experiment named `rec-{method}-{dataset}-k{k}-s{seed}`; the greedy
+runs of a dataset and seed share their layer 1 through DVC's run cache.
+
+    python -m scripts.reconstruction                  # queue, run, collect (make reconstruction)
+    python -m scripts.reconstruction --collect-only   # re-read the finished experiments
+
+Needs the reference stage's outputs (after `make pipeline` or `dvc repro`). Writes, in --out:
+reconstruction.csv (one row per method, dataset, code size and seed), reconstruction_summary.csv
+(mean, std, count and 95 % Student-t half-width of the test MSE over seeds, PCA's test MSE at
+the same k and the ratio of the two means), reconstruction.png (test MSE against code size,
+log scales) and reconstructions.png (test images at the smallest code size the study shows
+in pictures, CODE_SHOWN: original, PCA, both autoencoders).
+"""
+import argparse
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+
+from sae import params
+from sae.atomic import write_text
+from scripts import ablation, experiments
+
+RECIPE = "tuned"
+METHODS = ("greedy", "end_to_end")
+CODE_SIZES = (16, 32, 64, 128, 256)
+CODE_SHOWN = 32  # the code size of the reconstructions figure, Hinton & Salakhutdinov's scale
+PREFIX = "rec"
+
+
+def settings(method, k, recipe):
+    """The params a run changes in the tuned recipe, as `-S key=value` assignments."""
+    width = recipe.pretrain_layer1.layers[1]
+    changes = {"pretrain_layer1.corruption": 0, "stack_layer2.corruption": 0,
+               "stack_layer2.layers": f"[{width},{k}]",
+               "finetune_classifier.layers": f"[{k},{params.N_CLASSES}]",
+               "finetune_classifier.epochs": 1}
+    # The end-to-end arm is the ablation's: one definition of what it changes.
+    return ([f"{RECIPE}.{key}={value}" for key, value in changes.items()]
+            + ablation.arm_settings(method, RECIPE, recipe))
+
+
+def run_name(method, dataset, k, seed):
+    return f"{PREFIX}-{method}-{dataset}-k{k}-s{seed}"
+
+
+def runs(p, code_sizes, seeds):
+    """(method, dataset, k, seed) of every run, in queue order: greedy first, and the
+    datasets alternating, so that two workers train the two datasets' layer 1 of a seed
+    side by side and every later run of that seed takes its layer 1 from the run cache."""
+    return [(method, dataset, k, seed) for method in METHODS for seed in seeds
+            for k in code_sizes for dataset in p.datasets]
+
+
+def queue(p, code_sizes, seeds):
+    recipe = p.recipe(RECIPE)
+    for method, dataset, k, seed in runs(p, code_sizes, seeds):
+        experiments.queue(run_name(method, dataset, k, seed),
+                          [f"common.seed={seed}", *settings(method, k, recipe)],
+                          f"evaluate@{RECIPE}-{dataset}")
+
+
+def collect(names):
+    """One row per finished run: method, dataset, k, seed, test MSE (and PCA's at that k, as
+    evaluate measured it), and the experiment's commit."""
+    rows = []
+    for name, (rev, data) in experiments.finished(names).items():
+        _, method, dataset, k, seed = name.split("-")
+        values = experiments.metrics_of(data, f"metrics/{RECIPE}/{dataset}.json")
+        rows.append({"method": method, "dataset": dataset, "code_size": int(k[1:]),
+                     "seed": int(seed[1:]), "test_mse": values.get("reconstruction_mse.stacked"),
+                     "pca_test_mse": values.get("reconstruction_mse.pca_stacked"), "rev": rev})
+    return pd.DataFrame(rows).sort_values(["dataset", "code_size", "method", "seed"])
+
+
+def pca_curves(datasets):
+    """{dataset: Series of PCA's test MSE indexed by code size}, from the reference stage."""
+    curves = {}
+    for dataset in datasets:
+        _, outs = experiments.stage_paths(f"reference@{dataset}")
+        path = next(out for out in outs if out.endswith(".csv"))
+        if not Path(path).is_file():
+            raise SystemExit(f"error: {path} is missing; run `dvc repro reference@{dataset}`")
+        curves[dataset] = pd.read_csv(path).set_index("code_size").test_mse
+    return curves
+
+
+def summarise(table, curves):
+    """Mean, std, count and 95 % interval of the test MSE per dataset, code size and method,
+    with PCA's test MSE at that code size and the autoencoder's mean as a multiple of it."""
+    summary = experiments.summarise(table, ["dataset", "code_size", "method"], ["test_mse"])
+    summary["pca_test_mse"] = [curves[d][k] for d, k in zip(summary.dataset, summary.code_size)]
+    summary["ratio_to_pca"] = summary.test_mse_mean / summary.pca_test_mse
+    return summary.sort_values(["dataset", "code_size", "method"])
+
+
+def figure(summary, curves, path):
+    """Test MSE against code size, log scales: PCA's whole curve, both autoencoders' means
+    with their 95 % intervals, and half of PCA (the aim at k = 32) dotted; one panel a
+    dataset."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from sae.datasets import DATASETS
+    from sae.plots import save_png
+
+    fig, axes = plt.subplots(1, len(curves), figsize=(5.6 * len(curves), 4.4), squeeze=False,
+                             layout="constrained")
+    for ax, (dataset, curve) in zip(axes.flat, curves.items()):
+        shown = curve[(curve.index >= 8) & (curve.index <= 512)]
+        ax.plot(shown.index, shown.values, color="black", label="PCA")
+        ax.plot(shown.index, shown.values / 2, color="gray", linestyle=":", label="PCA / 2")
+        for method in METHODS:
+            part = summary[(summary.dataset == dataset) & (summary.method == method)]
+            ax.errorbar(part.code_size, part.test_mse_mean, yerr=part.test_mse_ci95.fillna(0),
+                        marker="o", capsize=3, label=method.replace("_", " "))
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set(title=DATASETS[dataset].title, xlabel="code size (units or components)",
+               ylabel="test MSE per pixel")
+        ax.grid(alpha=0.3, which="both")
+        ax.legend()
+    fig.suptitle("Reconstruction: 784-400-k-400-784 autoencoders against PCA, mean and 95 % "
+                 "t-interval over seeds")
+    save_png(fig, path)
+
+
+def experiment_checkpoint(path, rev, dataset):
+    """The network an experiment's commit `rev` holds at `path` (from DVC's cache)."""
+    import dvc.api
+
+    from sae import model
+
+    with tempfile.TemporaryDirectory() as scratch, \
+            dvc.api.open(path, rev=rev, mode="rb") as saved:
+        copy = Path(scratch) / Path(path).name
+        copy.write_bytes(saved.read())
+        return model.load_checkpoint(copy, dataset, RECIPE)
+
+
+def reconstructions(table, path, k=CODE_SHOWN, seed=0):
+    """Test images and their reconstructions at code size k, every dataset: the original, PCA,
+    and each method's autoencoder of `seed` (read from its experiment's commit)."""
+    from sae import pca, plots
+    from sae.datasets import DATASETS, load_split
+    from sae.train import predict
+
+    shown = params.load().evaluate.examples
+    rows = []
+    for dataset in table.dataset.unique():
+        deps, _ = experiments.stage_paths(f"evaluate@{RECIPE}-{dataset}")
+        data = next(d for d in deps if d.endswith(f"data/{dataset}"))
+        fitted = pca.load(next(d for d in deps if d.startswith("models/pca/")), k)
+        stacked = next(d for d in deps if d.endswith("/stacked.pt"))
+        images = load_split(data, train=False, limit=shown)[0].double()
+        title = DATASETS[dataset].title
+        rows += [(f"{title}\noriginal", images), (f"PCA-{k}", pca.reconstruct(fitted, images, k))]
+        for method in METHODS:
+            run = table[(table.dataset == dataset) & (table.method == method)
+                        & (table.code_size == k) & (table.seed == seed)]
+            if len(run):
+                net = experiment_checkpoint(stacked, run.rev.iloc[0], dataset)
+                rows.append((method.replace("_", " "), predict(net.double(), images, len(images))))
+    plots.reconstructions(path, [(label, x.detach().numpy()) for label, x in rows],
+                          f"Code size {k} (seed {seed})")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--code-sizes", type=int, nargs="+", default=list(CODE_SIZES))
+    parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--out", default="plots/reconstruction")
+    parser.add_argument("--collect-only", action="store_true")
+    args = parser.parse_args(argv)
+    p = params.load()
+    names = [run_name(*run) for run in runs(p, args.code_sizes, args.seeds)]
+    curves = pca_curves(p.datasets)  # before the runs: a missing reference stops it early
+    if not args.collect_only:
+        experiments.remove_earlier(names)
+        queue(p, args.code_sizes, args.seeds)
+        experiments.run_queue(args.jobs)
+    table = collect(set(names))
+    summary = summarise(table, curves)
+    out = Path(args.out)
+    write_text(out / "reconstruction.csv", table.drop(columns="rev").to_csv(index=False))
+    write_text(out / "reconstruction_summary.csv", summary.to_csv(index=False))
+    figure(summary, curves, out / "reconstruction.png")
+    reconstructions(table, out / "reconstructions.png")
+    print(summary.to_string(index=False))
+
+
+if __name__ == "__main__":
+    main()
