@@ -85,12 +85,17 @@ def collect(names):
     return pd.DataFrame(rows).sort_values(["dataset", "code_size", "method", "seed"])
 
 
+def output(stage, suffix=""):
+    """The path of the output of a dvc.yaml stage whose name ends with `suffix`."""
+    _, outs = experiments.stage_paths(stage)
+    return next(out for out in outs if out.endswith(suffix))
+
+
 def pca_curves(datasets):
     """{dataset: Series of PCA's test MSE indexed by code size}, from the reference stage."""
     curves = {}
     for dataset in datasets:
-        _, outs = experiments.stage_paths(f"reference@{dataset}")
-        path = next(out for out in outs if out.endswith(".csv"))
+        path = output(f"reference@{dataset}", ".csv")
         if not Path(path).is_file():
             raise SystemExit(f"error: {path} is missing; run `dvc repro reference@{dataset}`")
         curves[dataset] = pd.read_csv(path).set_index("code_size").test_mse
@@ -106,10 +111,23 @@ def summarise(table, curves):
     return summary.sort_values(["dataset", "code_size", "method"])
 
 
-def figure(summary, curves, path):
-    """Test MSE against code size, log scales: PCA's whole curve, both autoencoders' means
-    with their 95 % intervals, and half of PCA (the aim at k = 32) dotted; one panel a
-    dataset."""
+def pipeline_points(datasets):
+    """{dataset: (code size, test MSE)} of the pipeline's own tuned stacked autoencoder,
+    trained with masking noise, from its committed metrics (evaluate's output)."""
+    import json
+
+    points = {}
+    for dataset in datasets:
+        metrics = json.loads(Path(output(f"evaluate@{RECIPE}-{dataset}", ".json")).read_text())
+        code = params.load().recipe(RECIPE).stack_layer2.layers[1]
+        points[dataset] = (code, metrics["reconstruction_mse"]["stacked"])
+    return points
+
+
+def figure(summary, curves, pipeline, path):
+    """Test MSE against code size, log scales: PCA's curve, both autoencoders' means with
+    their 95 % intervals, half of PCA (the aim at k = 32) dotted, and the pipeline's own
+    denoising autoencoder; one panel a dataset."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -120,13 +138,16 @@ def figure(summary, curves, path):
     fig, axes = plt.subplots(1, len(curves), figsize=(5.6 * len(curves), 4.4), squeeze=False,
                              layout="constrained")
     for ax, (dataset, curve) in zip(axes.flat, curves.items()):
-        shown = curve[(curve.index >= 8) & (curve.index <= 512)]
+        low, high = summary.code_size.min(), summary.code_size.max()
+        shown = curve[(curve.index >= low / 2) & (curve.index <= high * 1.5)]
         ax.plot(shown.index, shown.values, color="black", label="PCA")
         ax.plot(shown.index, shown.values / 2, color="gray", linestyle=":", label="PCA / 2")
         for method in METHODS:
             part = summary[(summary.dataset == dataset) & (summary.method == method)]
             ax.errorbar(part.code_size, part.test_mse_mean, yerr=part.test_mse_ci95.fillna(0),
                         marker="o", capsize=3, label=method.replace("_", " "))
+        ax.plot(*pipeline[dataset], marker="*", markersize=12, linestyle="none",
+                color="tab:red", label=f"pipeline's {RECIPE} recipe (masking noise)")
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
         ax.set(title=DATASETS[dataset].title, xlabel="code size (units or components)",
@@ -151,7 +172,7 @@ def experiment_checkpoint(path, rev, dataset):
         return model.load_checkpoint(copy, dataset, RECIPE)
 
 
-def reconstructions(table, path, k=CODE_SHOWN, seed=0):
+def reconstructions(table, datasets, path, k=CODE_SHOWN, seed=0):
     """Test images and their reconstructions at code size k, every dataset: the original, PCA,
     and each method's autoencoder of `seed` (read from its experiment's commit)."""
     from sae import pca, plots
@@ -160,11 +181,10 @@ def reconstructions(table, path, k=CODE_SHOWN, seed=0):
 
     shown = params.load().evaluate.examples
     rows = []
-    for dataset in table.dataset.unique():
-        deps, _ = experiments.stage_paths(f"evaluate@{RECIPE}-{dataset}")
-        data = next(d for d in deps if d.endswith(f"data/{dataset}"))
-        fitted = pca.load(next(d for d in deps if d.startswith("models/pca/")), k)
-        stacked = next(d for d in deps if d.endswith("/stacked.pt"))
+    for dataset in datasets:
+        data = output(f"download@{dataset}")
+        fitted = pca.load(output(f"reference@{dataset}", ".pt"), k)
+        stacked = output(f"stack_layer2@{RECIPE}-{dataset}", ".pt")
         images = load_split(data, train=False, limit=shown)[0].double()
         title = DATASETS[dataset].title
         rows += [(f"{title}\noriginal", images), (f"PCA-{k}", pca.reconstruct(fitted, images, k))]
@@ -198,8 +218,8 @@ def main(argv=None):
     out = Path(args.out)
     write_text(out / "reconstruction.csv", table.drop(columns="rev").to_csv(index=False))
     write_text(out / "reconstruction_summary.csv", summary.to_csv(index=False))
-    figure(summary, curves, out / "reconstruction.png")
-    reconstructions(table, out / "reconstructions.png")
+    figure(summary, curves, pipeline_points(p.datasets), out / "reconstruction.png")
+    reconstructions(table, p.datasets, out / "reconstructions.png")
     print(summary.to_string(index=False))
 
 
