@@ -16,6 +16,8 @@ take those from DVC's run cache. Results are read back through `dvc exp show --j
     python -m scripts.ablation --collect-only   # re-read the finished experiments
     python -m scripts.ablation --recipes tuned --labels 100 1000 10000 0 \
         --seeds 0 1 2 3 4 --out plots/label_budget   # the label-budget study
+    python -m scripts.ablation --recipes tuned --arms greedy --seeds 0 1 2 3 4 \
+        --out plots/tuned_seeds                      # the tuned recipe over 5 seeds
 
 --labels sets finetune_classifier.labels (N labelled images, N / 10 a class, drawn by the
 seed; 0 = all) while the autoencoders learn from every training image: the pretraining
@@ -58,18 +60,18 @@ def run_name(arm, recipe, dataset, labels, seed):
     return f"{PREFIX}-{arm}-{recipe}-{dataset}-l{labels}-s{seed}"
 
 
-def queue(p, recipes, budgets, seeds):
+def queue(p, recipes, budgets, seeds, arms=ARMS):
     """Queue every run, greedy arms first so that the others find their stages cached."""
-    for arm, recipe, dataset, labels, seed in runs(p, recipes, budgets, seeds):
+    for arm, recipe, dataset, labels, seed in runs(p, recipes, budgets, seeds, arms):
         sets = [f"common.seed={seed}", f"{recipe}.finetune_classifier.labels={labels}",
                 *arm_settings(arm, recipe, p.recipes[recipe])]
         experiments.queue(run_name(arm, recipe, dataset, labels, seed), sets,
                           f"evaluate@{recipe}-{dataset}")
 
 
-def runs(p, recipes, budgets, seeds):
+def runs(p, recipes, budgets, seeds, arms=ARMS):
     """(arm, recipe, dataset, labels, seed) of every run, in queue order."""
-    return [(arm, recipe, dataset, labels, seed) for arm in ARMS for recipe in recipes
+    return [(arm, recipe, dataset, labels, seed) for arm in arms for recipe in recipes
             for dataset in p.datasets for labels in budgets for seed in seeds]
 
 
@@ -160,6 +162,8 @@ def main(argv=None):
     parser.add_argument("--recipes", nargs="+", help="default: every recipe in params.yaml")
     parser.add_argument("--labels", type=int, nargs="+", default=[0],
                         help="label budgets (finetune_classifier.labels; 0 = all)")
+    parser.add_argument("--arms", nargs="+", choices=ARMS, default=list(ARMS),
+                        help="default: all four (greedy alone: a recipe over seeds)")
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--out", default="plots/ablation")
     parser.add_argument("--collect-only", action="store_true")
@@ -168,10 +172,11 @@ def main(argv=None):
     recipes = args.recipes or list(p.recipes)
     for recipe in recipes:
         p.recipe(recipe)  # one line of error for a recipe params.yaml does not name
-    names = [run_name(*run) for run in runs(p, recipes, args.labels, args.seeds)]
+    arms = [arm for arm in ARMS if arm in args.arms]  # greedy first, whatever the order given
+    names = [run_name(*run) for run in runs(p, recipes, args.labels, args.seeds, arms)]
     if not args.collect_only:
         experiments.remove_earlier(names)
-        queue(p, recipes, args.labels, args.seeds)
+        queue(p, recipes, args.labels, args.seeds, arms)
         experiments.run_queue(args.jobs)
     table = collect(set(names))
     summary = summarise(table)

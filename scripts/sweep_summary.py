@@ -1,8 +1,10 @@
 """Sweep summary: the experiments of the current commit beside its committed baseline, with
 the params that differ between them and the headline metrics (test accuracy, test NLL) of
-every metrics file, collapsed and diverged runs flagged.
+every metrics file, collapsed and diverged runs flagged. For a recipe that holds out a
+validation part (tuned), each row also has fine-tuning's validation accuracy, and the run
+with the best one is marked **selected**: settings are chosen on validation, never on test.
 
-    python -m scripts.sweep_summary --out sweep
+    python -m scripts.sweep_summary --out sweep [--rev BASELINE]
 
 writes sweep/summary.md (one table per metrics file, e.g. metrics/lecture/mnist.json),
 sweep/summary.csv (the same rows, one per experiment and metrics file) and sweep/summary.png
@@ -37,6 +39,10 @@ from sae.plots import save_png  # noqa: E402
 from scripts import accuracy, is_number, markdown_table, non_negative  # noqa: E402
 
 HEADLINE = {"test_accuracy": "test accuracy", "test_nll": "test NLL"}
+# Fine-tuning's validation accuracy at its last epoch (its DVCLive metrics.json), for the
+# recipes that hold out a validation part: the number a sweep chooses settings by.
+VALIDATION = "val_accuracy"
+TITLES = {**HEADLINE, VALIDATION: "validation accuracy"}
 CHANCE = 0.1  # ten classes
 COLLAPSED_ACCURACY = 1.5 * CHANCE
 COLLAPSED_NLL = 10.0
@@ -46,9 +52,11 @@ IMAGE = "summary.png"
 
 # ------------------------------------------------------------------ reading DVC
 
-def exp_show(repo="."):
-    """The parsed `dvc exp show --json` of the repository at `repo` (HEAD's experiments)."""
-    done = subprocess.run([sys.executable, "-m", "dvc", "exp", "show", "--json"], cwd=repo,
+def exp_show(repo=".", rev=None):
+    """The parsed `dvc exp show --json` of the repository at `repo`: the experiments of
+    commit `rev` (default HEAD)."""
+    done = subprocess.run([sys.executable, "-m", "dvc", "exp", "show", "--json",
+                           *(["--rev", rev] if rev else [])], cwd=repo,
                           capture_output=True, text=True)
     if done.returncode:
         sys.exit(f"dvc exp show failed:\n{done.stderr}")
@@ -132,10 +140,30 @@ def headline(metrics, where):
     return {key: math.nan if value is None else float(value) for key, value in values.items()}
 
 
+def validation_accuracy(metrics, path, where):
+    """The validation accuracy that goes with the headline file `path` of one run: that of
+    the file of the same recipe and dataset that has one (e.g. plots/tuned/mnist/
+    finetune_classifier/metrics.json beside metrics/tuned/mnist.json); NaN for none."""
+    for other, values in metrics.items():
+        if VALIDATION in values and f"/{label(path)}/" in f"/{other}":
+            return float(accuracy(values[VALIDATION], where, VALIDATION))
+    return math.nan
+
+
+def mark_selected(table):
+    """The `selected` column: per metrics file, the healthy finished run with the best
+    validation accuracy (the first of equals); none where no run has one."""
+    healthy = table[(table.flag == "") & table[VALIDATION].notna()]
+    best = healthy.groupby("metrics", sort=False)[VALIDATION].idxmax()
+    table["selected"] = table.index.isin(best.values)
+    return table
+
+
 def summary_table(shown):
     """(table, swept params): the table has one row per run and metrics file (experiment,
-    rev, baseline, the swept params, the headline metrics, the flag), sorted by metrics file,
-    then by the swept params."""
+    rev, baseline, the swept params, the headline metrics, the validation accuracy, the flag,
+    and whether it is the run chosen on validation), sorted by metrics file, then by the
+    swept params."""
     records = list(runs(shown))
     swept = swept_params(records)
     # The evaluate stages' headline files; the DVCLive files of per-epoch metrics hold no NLL.
@@ -144,16 +172,17 @@ def summary_table(shown):
     rows = []
     for r in sorted(records, key=lambda r: [param_order(r["params"].get(p)) for p in swept]):
         for path in files:
-            values = headline(r["metrics"].get(path, {}),
-                              f"experiment {r['experiment']}, {path}")
+            where = f"experiment {r['experiment']}, {path}"
+            values = headline(r["metrics"].get(path, {}), where)
+            values[VALIDATION] = validation_accuracy(r["metrics"], path, where)
             rows.append({"metrics": path, "experiment": r["experiment"], "rev": r["rev"],
                          "baseline": r["baseline"],
                          **{p: r["params"].get(p) for p in swept}, **values,
                          "flag": flag(r["state"], r["baseline"], values["test_accuracy"],
                                       values["test_nll"])})
-    columns = ["metrics", "experiment", "rev", "baseline", *swept, *HEADLINE, "flag"]
+    columns = ["metrics", "experiment", "rev", "baseline", *swept, *HEADLINE, VALIDATION, "flag"]
     table = pd.DataFrame(rows, columns=columns)
-    return table.sort_values("metrics", kind="stable", ignore_index=True), swept
+    return mark_selected(table.sort_values("metrics", kind="stable", ignore_index=True)), swept
 
 
 # ------------------------------------------------------------------ markdown
@@ -184,13 +213,22 @@ def markdown(table, swept, image):
              f"Flags: **collapsed**: test accuracy <= {100 * COLLAPSED_ACCURACY:.0f} % or test "
              f"NLL > {COLLAPSED_NLL:g}; **diverged**: no metrics, a stage failed "
              "(`dvc queue logs <exp>` says why).", ""]
+    validated = table[VALIDATION].notna().any()
+    if validated:
+        lines += ["**selected**: per recipe and dataset, the run with the best validation "
+                  "accuracy (fine-tuning's last epoch, on the held-out training images); the "
+                  "test set plays no part in the choice.", ""]
     if image:
         lines += [f"![headline metrics against the swept params]({image})", ""]
-    header = ["experiment", *swept, *HEADLINE.values(), "flag"]
+    header = ["experiment", *swept, *HEADLINE.values(),
+              *([TITLES[VALIDATION], "selected"] if validated else []), "flag"]
     for path, group in table.groupby("metrics", sort=False):
         rows = [[f"**{row['experiment']}** (baseline)" if row["baseline"] else row["experiment"],
                  *(fmt(row[p]) for p in swept), fmt(row["test_accuracy"], True),
-                 fmt(row["test_nll"]), f"**{row['flag']}**" if row["flag"] else ""]
+                 fmt(row["test_nll"]),
+                 *([fmt(row[VALIDATION], True), "**selected**" if row["selected"] else ""]
+                   if validated else []),
+                 f"**{row['flag']}**" if row["flag"] else ""]
                 for row in group.to_dict("records")]
         lines += [f"## {label(path)}", "", f"`{path}`", "", markdown_table(header, rows), ""]
     return "\n".join(lines)
@@ -205,7 +243,7 @@ def numeric(values):
 def panel(ax, table, x_name, metric, connect):
     """One metric against one param, a series per metrics file; baseline starred, collapsed
     ringed in red, diverged as red crosses on the x axis."""
-    scale = 100 if metric == "test_accuracy" else 1
+    scale = 100 if metric.endswith("accuracy") else 1
     for i, (path, group) in enumerate(table.groupby("metrics", sort=False)):
         x = group[x_name] if numeric(group[x_name]) else group[x_name].map(fmt)
         y = scale * group[metric]
@@ -218,24 +256,27 @@ def panel(ax, table, x_name, metric, connect):
         diverged = (group["flag"] == "diverged").to_numpy()
         ax.plot(x[diverged], [0.04] * diverged.sum(), "x", color="red", ms=11, mew=2.5,
                 transform=ax.get_xaxis_transform(), clip_on=False)
-    threshold = scale * (COLLAPSED_ACCURACY if metric == "test_accuracy" else COLLAPSED_NLL)
+    threshold = scale * (COLLAPSED_NLL if metric == "test_nll" else COLLAPSED_ACCURACY)
     ax.axhline(threshold, color="red", lw=0.8, ls=":")
     if metric == "test_nll":
         ax.set_yscale("log")
     xs = [v for v in table[x_name] if v is not None]
     if numeric(xs) and xs and min(xs) > 0 and max(xs) >= 10 * min(xs):
         ax.set_xscale("log")
-    ax.set(xlabel=x_name, ylabel=HEADLINE[metric] + (" (%)" if scale == 100 else ""))
+    ax.set(xlabel=x_name, ylabel=TITLES[metric] + (" (%)" if scale == 100 else ""))
     ax.grid(alpha=0.3)
 
 
 def figure(path, table, swept):
-    """Each headline metric (rows) against each swept param (columns), as a PNG."""
+    """Each headline metric, and the validation accuracy where runs have one (rows), against
+    each swept param (columns), as a PNG."""
     xs = swept or ["experiment"]
-    fig, axes = plt.subplots(len(HEADLINE), len(xs), figsize=(5.5 * len(xs) + 2.5, 7.5),
+    metrics = [*HEADLINE, *([VALIDATION] if table[VALIDATION].notna().any() else [])]
+    fig, axes = plt.subplots(len(metrics), len(xs), figsize=(5.5 * len(xs) + 2.5,
+                                                             3.75 * len(metrics)),
                              squeeze=False, layout="constrained")
     for col, x_name in enumerate(xs):
-        for row, metric in enumerate(HEADLINE):
+        for row, metric in enumerate(metrics):
             panel(axes[row][col], table, x_name, metric, connect=len(swept) == 1)
     handles, labels = axes[0][0].get_legend_handles_labels()
     marks = [Line2D([], [], ls="none", marker="*", ms=14, mfc="none", mec="black"),
@@ -266,10 +307,11 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", required=True, type=Path,
                         help="folder for summary.md, summary.csv and summary.png")
+    parser.add_argument("--rev", help="the sweep's baseline commit, when it is no longer HEAD")
     args = parser.parse_args(argv)
     if args.out.exists() and not args.out.is_dir():
         sys.exit(f"error: --out {args.out} is a file; name a folder (created if missing)")
-    write_summary(exp_show(), args.out)
+    write_summary(exp_show(rev=args.rev), args.out)
     print(f"wrote {args.out / 'summary.md'}")
 
 

@@ -60,3 +60,18 @@ def test_the_study_writes_its_table_summary_by_budget_and_figure(tmp_path, monke
 def test_a_recipe_params_yaml_does_not_name_is_one_line(tmp_path):
     with pytest.raises(params.ParamsError, match="expected a list that holds the recipe 'nope'"):
         ablation.main(["--collect-only", "--recipes", "nope", "--out", str(tmp_path)])
+
+
+def test_arms_narrow_the_study_to_the_ones_named_greedy_first(monkeypatch, tmp_path):
+    seen = {}
+    monkeypatch.setattr(ablation, "collect", lambda names: seen.setdefault("names", names)
+                        and pd.DataFrame([{"arm": "greedy", "recipe": "tuned", "dataset": "mnist",
+                                           "labels": 0, "seed": 0, "test_accuracy": 0.98,
+                                           "test_nll": 0.05}]))
+    ablation.main(["--collect-only", "--recipes", "tuned", "--arms", "linear_probe", "greedy",
+                   "--seeds", "0", "1", "--out", str(tmp_path)])
+    arms = {name.split("-")[1] for name in seen["names"]}
+    assert arms == {"greedy", "linear_probe"}
+    assert len(seen["names"]) == 2 * len(params.load().datasets) * 2
+    runs = ablation.runs(params.load(), ["tuned"], [0], [0], ["greedy", "linear_probe"])
+    assert [run[0] for run in runs][:2] == ["greedy", "greedy"]

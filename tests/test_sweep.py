@@ -154,6 +154,40 @@ def test_summary_writes_a_table_per_metrics_file_a_csv_and_a_png(tmp_path):
     assert len(list(csv.DictReader(io.StringIO((tmp_path / "summary.csv").read_text())))) == 12
 
 
+def tuned_run(name, dropout, test_accuracy, val_accuracy, state="success"):
+    """A tuned-recipe run as exp show reports it: the headline file and fine-tuning's DVCLive
+    file, which holds the validation accuracy."""
+    entry = {"rev": name * 8, "error": None, "data": {
+        "params": {"params.yaml": {"data": {"tuned": {"finetune_classifier": {
+            "dropout": dropout}}}}},
+        "metrics": {"metrics/tuned/mnist.json": {"data": {"test_accuracy": test_accuracy,
+                                                          "test_nll": 0.05}},
+                    "plots/tuned/mnist/finetune_classifier/metrics.json": {"data": {
+                        "step": 49, "val_accuracy": val_accuracy, "val_loss": 0.06}}}}}
+    return {"name": name, "executor": {"state": state}, "revs": [entry]}
+
+
+def test_the_run_with_the_best_validation_accuracy_is_selected_whatever_its_test_score():
+    head = tuned_run("base", 0.3, 0.987, 0.986)["revs"][0] | {"name": "main"}
+    head["experiments"] = [tuned_run("d05", 0.5, 0.985, 0.9875),   # best on validation
+                           tuned_run("d02", 0.2, 0.990, 0.9850),   # best on test: not chosen
+                           tuned_run("d09", 0.9, 0.1, 0.999)]      # collapsed: never chosen
+    table, swept = sweep_summary.summary_table([head])
+    assert swept == ["tuned.finetune_classifier.dropout"]
+    assert table.set_index("experiment").val_accuracy.to_dict() == {
+        "main": 0.986, "d02": 0.985, "d05": 0.9875, "d09": 0.999}
+    assert table[table.selected].experiment.tolist() == ["d05"]
+    text = sweep_summary.markdown(table, swept, None)
+    assert "| validation accuracy | selected | flag |" in text
+    assert "| d05 | 0.5 | 98.50 % | 0.05 | 98.75 % | **selected** |  |" in text
+
+
+def test_without_a_validation_part_nothing_is_selected_and_the_table_has_no_such_column():
+    table, swept = sweep_summary.summary_table(shown())
+    assert table.val_accuracy.isna().all() and not table.selected.any()
+    assert "selected" not in sweep_summary.markdown(table, swept, None)
+
+
 @pytest.mark.parametrize("key, value, allowed", [
     ("test_accuracy", "0.17", "an accuracy must be a finite number in [0, 1]"),
     ("test_accuracy", True, "an accuracy must be a finite number in [0, 1]"),
