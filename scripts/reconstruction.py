@@ -24,6 +24,7 @@ log scales) and reconstructions.png (test images at the smallest code size the s
 in pictures, CODE_SHOWN: original, PCA, both autoencoders).
 """
 import argparse
+import math
 import tempfile
 from pathlib import Path
 
@@ -109,6 +110,21 @@ def summarise(table, curves):
     summary["pca_test_mse"] = [curves[d][k] for d, k in zip(summary.dataset, summary.code_size)]
     summary["ratio_to_pca"] = summary.test_mse_mean / summary.pca_test_mse
     return summary.sort_values(["dataset", "code_size", "method"])
+
+
+def crossings(summary):
+    """{(dataset, method): k} where the autoencoder's mean test MSE meets PCA's, interpolated
+    in log-log between the two study sizes around it (None: it does not cross in range)."""
+    found = {}
+    for (dataset, method), part in summary.groupby(["dataset", "method"], sort=False):
+        ratio = part.set_index("code_size").ratio_to_pca.sort_index()
+        found[dataset, method] = None
+        for (k1, r1), (k2, r2) in zip(ratio.items(), list(ratio.items())[1:]):
+            if (r1 < 1) != (r2 < 1):
+                step = math.log(k2 / k1) * math.log(r1) / (math.log(r1) - math.log(r2))
+                found[dataset, method] = round(k1 * math.exp(step))
+                break
+    return found
 
 
 def pipeline_points(datasets):
@@ -221,6 +237,9 @@ def main(argv=None):
     figure(summary, curves, pipeline_points(p.datasets), out / "reconstruction.png")
     reconstructions(table, p.datasets, out / "reconstructions.png")
     print(summary.to_string(index=False))
+    for (dataset, method), k in crossings(summary).items():
+        print(f"{dataset}, {method}: " + (f"as good as PCA at a code of about {k} units; better "
+                                          f"below, worse above" if k else "no crossing in range"))
 
 
 if __name__ == "__main__":

@@ -141,3 +141,12 @@ def test_the_study_writes_its_table_summary_and_figures(tmp_path, monkeypatch):
     assert "rev" not in pd.read_csv(tmp_path / "reconstruction.csv").columns
     for figure in ("reconstruction.png", "reconstructions.png"):
         assert (tmp_path / figure).read_bytes().startswith(PNG_SIGNATURE)
+
+
+def test_the_crossing_is_where_the_ratio_to_pca_meets_one_in_log_log():
+    summary = pd.DataFrame({"dataset": "mnist", "method": "greedy", "code_size": [64, 128, 256],
+                            "ratio_to_pca": [0.5, 0.5, 2.0]})
+    # ratio 0.5 at 128 and 2 at 256: log-linear in k, it is 1 half-way, at 128 * sqrt(2).
+    assert reconstruction.crossings(summary) == {("mnist", "greedy"): 181}
+    summary["ratio_to_pca"] = [0.5, 0.6, 0.9]
+    assert reconstruction.crossings(summary) == {("mnist", "greedy"): None}
