@@ -6,8 +6,9 @@
 Two blocks, each between its markers. Results: the lecture recipe's numbers beside the
 lecture's printed ones and a faithful re-run of its notebook (rebuilt in today's PyTorch,
 float64, DataLoader, seed 0, by this project's team); the tuned recipe gets one row a dataset.
-What the autoencoders learn: each autoencoder's test MSE beside PCA and the mean image, and
-the pretraining ablation's summary (plots/ablation/ablation_summary.csv).
+What the autoencoders learn: each autoencoder's test MSE beside PCA and the mean image, the
+code-size study's summary (plots/reconstruction/reconstruction_summary.csv) and the
+pretraining ablation's (plots/ablation/ablation_summary.csv).
 """
 import argparse
 import difflib
@@ -20,8 +21,8 @@ import pandas as pd
 from sae.datasets import DATASETS
 from sae.live import history_frame
 from sae.params import PHASES
-from scripts import (accuracy, accuracy_columns, binomial95, markdown_table, non_negative,
-                     read_summary, read_table, replace_block)
+from scripts import (SUMMARY_COLUMNS, accuracy, accuracy_columns, binomial95, markdown_table,
+                     non_negative, read_summary, read_table, replace_block)
 
 START, END = "<!-- results:start -->", "<!-- results:end -->"
 LEARN_START, LEARN_END = "<!-- learn:start -->", "<!-- learn:end -->"
@@ -131,15 +132,22 @@ TUNED_AIMS = {"mnist": "≥ 98.7 % (SDAE-3: 98.72 %)", "fashion_mnist": "≥ 90.
 
 
 def tuned_table(root):
-    """One row a dataset: the tuned recipe's test accuracy beside the lecture recipe's."""
+    """One row a dataset: the tuned recipe's test accuracy (the committed run, and the mean
+    over seeds of `scripts.ablation --arms greedy`, "–" until it has run) beside the lecture
+    recipe's."""
+    path = Path(root, "plots", "tuned_seeds", "ablation_summary.csv")
+    seeds = read_summary(path) if path.exists() else pd.DataFrame(columns=SUMMARY_COLUMNS)
     rows = []
     for dataset, info in DATASETS.items():
         tuned, lecture = (Run(root, r, dataset) for r in ("tuned", "lecture"))
-        rows.append((info.title, tuned.test_accuracy(), TUNED_AIMS[dataset],
-                     f"{tuned.metrics.test_nll:.3f}",
+        over_seeds = seeds[(seeds.recipe == "tuned") & (seeds.dataset == dataset)
+                           & (seeds.arm == "greedy")]
+        rows.append((info.title, tuned.test_accuracy(),
+                     arm_cell(over_seeds.iloc[0]) if len(over_seeds) else "–",
+                     TUNED_AIMS[dataset], f"{tuned.metrics.test_nll:.3f}",
                      f"{100 * lecture.metrics.test_accuracy:.2f} %"))  # its ± is above
-    return markdown_table(["dataset", "test accuracy", "aim", "test NLL",
-                           "lecture recipe"], rows)
+    return markdown_table(["dataset", "seed 0", "mean of seeds (n)", "aim",
+                           "test NLL", "lecture recipe"], rows)
 
 
 def reconstruction_table(root):
@@ -176,11 +184,46 @@ def arm_cell(arm):
             f" ({arm.test_accuracy_count})")
 
 
+CODES_SHOWN = (32, 256)  # the code sizes of the code-size study's aims (issue 16)
+METHOD_TITLES = {"greedy": "greedy", "end_to_end": "end to end"}
+
+
+def code_size_table(root):
+    """The code-size study at CODES_SHOWN: each way of training the autoencoder, its test
+    MSE as mean ± the half-width of its 95 % t-interval over seeds (and as a multiple of
+    PCA's), beside PCA with as many components; "–" for what the study has not run."""
+    path = Path(root, "plots", "reconstruction", "reconstruction_summary.csv")
+    summary = read_table(path, ("dataset", "code_size", "method", "test_mse_mean",
+                                "test_mse_count", "test_mse_ci95", "pca_test_mse"))
+    for i, row in enumerate(summary.to_dict("records"), start=2):  # line 1 is the header
+        for column in ("test_mse_mean", "pca_test_mse"):
+            non_negative(row[column], f"{path}, line {i}", column)
+        non_negative(row["test_mse_ci95"], f"{path}, line {i}", "test_mse_ci95",
+                     missing_ok=row["test_mse_count"] == 1)
+    rows = []
+    for dataset, info in DATASETS.items():
+        for k in CODES_SHOWN:
+            part = summary[(summary.dataset == dataset) & (summary.code_size == k)]
+            if len(part):
+                by_method, pca = part.set_index("method"), part.pca_test_mse.iloc[0]
+                rows.append((info.title, k, f"{pca:.4f}", *(
+                    mse_cell(by_method.loc[m], pca) if m in by_method.index else "–"
+                    for m in METHOD_TITLES)))
+    return markdown_table(["dataset", "code", "PCA", *METHOD_TITLES.values()], rows)
+
+
+def mse_cell(method, pca):
+    return (f"{method.test_mse_mean:.4f} ± {method.test_mse_ci95:.4f} "
+            f"({method.test_mse_mean / pca:.2f}×)")
+
+
 def render_learn(root):
     """The 'What the autoencoders learn' block, markers included."""
     return "\n".join([LEARN_START, NOTE,
                       "Test reconstruction MSE (in brackets: as a multiple of PCA's):", "",
                       reconstruction_table(root), "",
+                      "Code-size study, test MSE, mean ± 95 % t-interval (× PCA's):", "",
+                      code_size_table(root), "",
                       "Test accuracy (%) per arm, mean ± 95 % t-interval over seeds (n):", "",
                       ablation_table(root), LEARN_END])
 
@@ -192,7 +235,8 @@ def render(root):
         parts += [f"**{DATASETS[dataset].title}**, lecture recipe:", "",
                   markdown_table(["quantity", "lecture", "faithful re-run", "this pipeline"],
                                  rows(Run(root, "lecture", dataset))), ""]
-    parts += ["**Tuned recipe**, test set (± binomial 95 % interval):", "",
+    parts += ["**Tuned recipe**, test accuracy (seed 0 ± binomial 95 % interval; mean of "
+              "seeds ± t-interval):", "",
               tuned_table(root), END]
     return "\n".join(parts)
 

@@ -159,6 +159,25 @@ def mark_selected(table):
     return table
 
 
+def recipe_choices(table):
+    """{recipe: (experiment, mean validation accuracy)}: per recipe, the run with the best
+    mean validation accuracy over the recipe's datasets, among runs healthy on all of them:
+    the one setting the recipe keeps (a recipe's params serve every dataset)."""
+    healthy = table[table[VALIDATION].notna()].assign(
+        recipe=[label(path).split("/")[0] for path in table.metrics[table[VALIDATION].notna()]])
+    choices = {}
+    for recipe, part in healthy.groupby("recipe", sort=False):
+        files = part.metrics.nunique()
+        scores = part.groupby("experiment", sort=False).agg(
+            mean=(VALIDATION, "mean"), files=("metrics", "nunique"),
+            healthy=("flag", lambda flags: (flags == "").all()))
+        scores = scores[(scores.files == files) & scores.healthy]
+        if len(scores):
+            best = scores["mean"].idxmax()
+            choices[recipe] = (best, scores["mean"][best])
+    return choices
+
+
 def summary_table(shown):
     """(table, swept params): the table has one row per run and metrics file (experiment,
     rev, baseline, the swept params, the headline metrics, the validation accuracy, the flag,
@@ -218,6 +237,9 @@ def markdown(table, swept, image):
         lines += ["**selected**: per recipe and dataset, the run with the best validation "
                   "accuracy (fine-tuning's last epoch, on the held-out training images); the "
                   "test set plays no part in the choice.", ""]
+        lines += [f"Best for the **{recipe}** recipe as a whole (mean validation accuracy over "
+                  f"its datasets): **{experiment}**, {fmt(mean, True)}."
+                  for recipe, (experiment, mean) in recipe_choices(table).items()] + [""]
     if image:
         lines += [f"![headline metrics against the swept params]({image})", ""]
     header = ["experiment", *swept, *HEADLINE.values(),

@@ -58,6 +58,21 @@ def write_ablation_summary(root):
     pd.DataFrame(rows).to_csv(root / "plots" / "ablation" / "ablation_summary.csv", index=False)
 
 
+def write_code_size_summary(root):
+    """A code-size summary as scripts.reconstruction writes it: PCA 0.016 at 32 and 0.0014 at
+    256, greedy half and twice that, end to end only at 32."""
+    rows = [{"dataset": dataset, "code_size": k, "method": method, "test_mse_mean": mean,
+             "test_mse_std": 0.0001, "test_mse_count": 3, "test_mse_ci95": 0.0002,
+             "pca_test_mse": pca, "ratio_to_pca": mean / pca}
+            for dataset in DATASETS
+            for k, method, mean, pca in ((32, "greedy", 0.008, 0.016),
+                                         (32, "end_to_end", 0.012, 0.016),
+                                         (256, "greedy", 0.0028, 0.0014))]
+    (root / "plots" / "reconstruction").mkdir(parents=True)
+    pd.DataFrame(rows).to_csv(root / "plots" / "reconstruction" / "reconstruction_summary.csv",
+                              index=False)
+
+
 @pytest.fixture
 def results(tmp_path):
     """A repository root with results of both recipes on both datasets, an ablation summary
@@ -66,6 +81,7 @@ def results(tmp_path):
         write_results(tmp_path, "lecture", dataset)
         write_results(tmp_path, "tuned", dataset, accuracy=0.98765)
     write_ablation_summary(tmp_path)
+    write_code_size_summary(tmp_path)
     (tmp_path / "README.md").write_text(
         f"# Title\n\n{readme_results.START}\nold tables\n{readme_results.END}\n\n## Next\n"
         f"{readme_results.LEARN_START}\nold\n{readme_results.LEARN_END}\n")
@@ -100,8 +116,30 @@ def test_lecture_tables_put_the_pipeline_beside_the_lecture_and_the_rerun(result
 def test_tuned_row_gives_accuracy_beside_its_aim_and_the_lecture_recipe(results):
     rows = cells(readme_results.render(results))
     for dataset, info in DATASETS.items():
-        assert rows[info.title] == ["98.77 % ± 0.22", readme_results.TUNED_AIMS[dataset],
+        # no run over seeds yet: "–" in its column
+        assert rows[info.title] == ["98.77 % ± 0.22", "–", readme_results.TUNED_AIMS[dataset],
                                     "0.292", "91.33 %"]
+
+
+def test_tuned_row_gives_the_mean_over_seeds_with_its_t_interval(results):
+    rows = [{"recipe": "tuned", "dataset": "mnist", "labels": 0, "arm": "greedy",
+             "test_accuracy_mean": 0.987, "test_accuracy_std": 0.001, "test_accuracy_count": 5,
+             "test_accuracy_ci95": mean_ci95(0.001, 5)}]
+    (results / "plots" / "tuned_seeds").mkdir()
+    pd.DataFrame(rows).to_csv(results / "plots" / "tuned_seeds" / "ablation_summary.csv",
+                              index=False)
+    rows = cells(readme_results.render(results))
+    # 2.7764 * 0.1 / sqrt(5) = 0.12 points
+    assert rows["MNIST"][1] == "98.70 ± 0.12 (5)" and rows["Fashion-MNIST"][1] == "–"
+
+
+def test_code_size_rows_give_each_method_beside_pca_as_a_multiple(results):
+    rows = cells(readme_results.render_learn(results))
+    # the last MNIST row: code 256, where the end-to-end arm has not run
+    assert rows["MNIST"] == ["256", "0.0014", "0.0028 ± 0.0002 (2.00×)", "–"]
+    block = readme_results.render_learn(results)
+    assert ("| MNIST | 32 | 0.0160 | 0.0080 ± 0.0002 (0.50×) | 0.0120 ± 0.0002 (0.75×) |"
+            in block)
 
 
 def test_check_fails_on_a_stale_block_until_it_is_rendered(results, capsys):

@@ -182,6 +182,25 @@ def test_the_run_with_the_best_validation_accuracy_is_selected_whatever_its_test
     assert "| d05 | 0.5 | 98.50 % | 0.05 | 98.75 % | **selected** |  |" in text
 
 
+def test_the_recipe_keeps_the_setting_with_the_best_mean_validation_accuracy_over_datasets():
+    def run(name, dropout, mnist, fashion):
+        entry = tuned_run(name, dropout, 0.9, mnist)
+        metrics = entry["revs"][0]["data"]["metrics"]
+        metrics["metrics/tuned/fashion_mnist.json"] = {"data": {"test_accuracy": 0.9,
+                                                               "test_nll": 0.3}}
+        metrics["plots/tuned/fashion_mnist/finetune_classifier/metrics.json"] = {
+            "data": {"val_accuracy": fashion}}
+        return entry
+    head = run("base", 0.3, 0.986, 0.904)["revs"][0] | {"name": "main"}
+    # a: best on MNIST alone; b: best on Fashion-MNIST and on the mean of both
+    head["experiments"] = [run("a", 0.5, 0.990, 0.900), run("b", 0.2, 0.987, 0.907)]
+    table, swept = sweep_summary.summary_table([head])
+    assert sweep_summary.recipe_choices(table) == {"tuned": ("b", pytest.approx(0.947))}
+    assert set(table[table.selected].experiment) == {"a", "b"}
+    assert "Best for the **tuned** recipe as a whole (mean validation accuracy over its " \
+        "datasets): **b**, 94.70 %." in sweep_summary.markdown(table, swept, None)
+
+
 def test_without_a_validation_part_nothing_is_selected_and_the_table_has_no_such_column():
     table, swept = sweep_summary.summary_table(shown())
     assert table.val_accuracy.isna().all() and not table.selected.any()
