@@ -15,6 +15,8 @@ runs of a dataset and seed share their layer 1 through DVC's run cache.
 
     python -m scripts.reconstruction                  # queue, run, collect (make reconstruction)
     python -m scripts.reconstruction --collect-only   # re-read the finished experiments
+    python -m scripts.reconstruction --epochs 30 --code-sizes 32 --methods greedy \
+        --out plots/reconstruction/epochs30           # longer training, at one code size
 
 Needs the reference stage's outputs (after `make pipeline` or `dvc repro`). Writes, in --out:
 reconstruction.csv (one row per method, dataset, code size and seed), reconstruction_summary.csv
@@ -26,6 +28,7 @@ in pictures, CODE_SHOWN: original, PCA, both autoencoders).
 import argparse
 import math
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -41,35 +44,43 @@ CODE_SHOWN = 32  # the code size of the reconstructions figure, Hinton & Salakhu
 PREFIX = "rec"
 
 
-def settings(method, k, recipe):
-    """The params a run changes in the tuned recipe, as `-S key=value` assignments."""
+def settings(method, k, recipe, epochs=None):
+    """The params a run changes in the tuned recipe, as `-S key=value` assignments; with
+    `epochs`, each autoencoder phase trains that long (end to end: both phases' sum)."""
     width = recipe.pretrain_layer1.layers[1]
     changes = {"pretrain_layer1.corruption": 0, "stack_layer2.corruption": 0,
                "stack_layer2.layers": f"[{width},{k}]",
                "finetune_classifier.layers": f"[{k},{params.N_CLASSES}]",
                "finetune_classifier.epochs": 1}
+    if epochs:
+        recipe = replace(recipe, pretrain_layer1=replace(recipe.pretrain_layer1, epochs=epochs),
+                         stack_layer2=replace(recipe.stack_layer2, epochs=epochs))
+        changes["pretrain_layer1.epochs"] = epochs
+        if method == "greedy":  # the end-to-end arm sets its own
+            changes["stack_layer2.epochs"] = epochs
     # The end-to-end arm is the ablation's: one definition of what it changes.
     return ([f"{RECIPE}.{key}={value}" for key, value in changes.items()]
             + ablation.arm_settings(method, RECIPE, recipe))
 
 
-def run_name(method, dataset, k, seed):
-    return f"{PREFIX}-{method}-{dataset}-k{k}-s{seed}"
+def run_name(method, dataset, k, seed, epochs=None):
+    """rec-greedy-mnist-k32-s0, or rec30-... for runs trained 30 epochs a phase."""
+    return f"{PREFIX}{epochs or ''}-{method}-{dataset}-k{k}-s{seed}"
 
 
-def runs(p, code_sizes, seeds):
+def runs(p, code_sizes, seeds, methods=METHODS):
     """(method, dataset, k, seed) of every run, in queue order: greedy first, and the
     datasets alternating, so that two workers train the two datasets' layer 1 of a seed
     side by side and every later run of that seed takes its layer 1 from the run cache."""
-    return [(method, dataset, k, seed) for method in METHODS for seed in seeds
+    return [(method, dataset, k, seed) for method in methods for seed in seeds
             for k in code_sizes for dataset in p.datasets]
 
 
-def queue(p, code_sizes, seeds):
+def queue(p, code_sizes, seeds, methods=METHODS, epochs=None):
     recipe = p.recipe(RECIPE)
-    for method, dataset, k, seed in runs(p, code_sizes, seeds):
-        experiments.queue(run_name(method, dataset, k, seed),
-                          [f"common.seed={seed}", *settings(method, k, recipe)],
+    for method, dataset, k, seed in runs(p, code_sizes, seeds, methods):
+        experiments.queue(run_name(method, dataset, k, seed, epochs),
+                          [f"common.seed={seed}", *settings(method, k, recipe, epochs)],
                           f"evaluate@{RECIPE}-{dataset}")
 
 
@@ -218,16 +229,20 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--code-sizes", type=int, nargs="+", default=list(CODE_SIZES))
+    parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
+    parser.add_argument("--epochs", type=int, help="epochs of each autoencoder phase "
+                        "(end to end: twice that); default: the recipe's")
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--out", default="plots/reconstruction")
     parser.add_argument("--collect-only", action="store_true")
     args = parser.parse_args(argv)
     p = params.load()
-    names = [run_name(*run) for run in runs(p, args.code_sizes, args.seeds)]
+    methods = [m for m in METHODS if m in args.methods]  # greedy first
+    names = [run_name(*run, args.epochs) for run in runs(p, args.code_sizes, args.seeds, methods)]
     curves = pca_curves(p.datasets)  # before the runs: a missing reference stops it early
     if not args.collect_only:
         experiments.remove_earlier(names)
-        queue(p, args.code_sizes, args.seeds)
+        queue(p, args.code_sizes, args.seeds, methods, args.epochs)
         experiments.run_queue(args.jobs)
     table = collect(set(names))
     summary = summarise(table, curves)

@@ -150,3 +150,14 @@ def test_the_crossing_is_where_the_ratio_to_pca_meets_one_in_log_log():
     assert reconstruction.crossings(summary) == {("mnist", "greedy"): 181}
     summary["ratio_to_pca"] = [0.5, 0.6, 0.9]
     assert reconstruction.crossings(summary) == {("mnist", "greedy"): None}
+
+
+@pytest.mark.parametrize("method, stacked_epochs", [("greedy", 30), ("end_to_end", 60)])
+def test_longer_runs_set_each_phase_once_and_carry_their_epochs_in_the_name(method,
+                                                                           stacked_epochs):
+    sets = reconstruction.settings(method, 32, params.load().recipe("tuned"), epochs=30)
+    keys = [s.split("=")[0] for s in sets]
+    assert len(keys) == len(set(keys))  # DVC refuses a key set twice
+    assert "tuned.pretrain_layer1.epochs=30" in sets
+    assert f"tuned.stack_layer2.epochs={stacked_epochs}" in sets
+    assert reconstruction.run_name(method, "mnist", 32, 1, 30) == f"rec30-{method}-mnist-k32-s1"
