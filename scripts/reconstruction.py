@@ -10,8 +10,8 @@ beside PCA with k components (the reference stage's curve, fitted on every train
 The test MSE is evaluate's `reconstruction_mse.stacked`; the classifier is no part of the
 study, so its fine-tuning is cut to one epoch (evaluate needs one to run).
 
-Every run is a queued DVC experiment named `rec-{method}-{dataset}-k{k}-s{seed}`; the greedy
-runs of a dataset and seed share their layer 1 through DVC's run cache.
+Every run is a queued DVC experiment named `rec-{method}-{dataset}-k{k}-s{seed}` (`rec30-...`
+with --epochs 30); the runs of a dataset and seed share their layer 1 through DVC's run cache.
 
     python -m scripts.reconstruction                  # queue, run, collect (make reconstruction)
     python -m scripts.reconstruction --collect-only   # re-read the finished experiments
@@ -22,8 +22,8 @@ Needs the reference stage's outputs (after `make pipeline` or `dvc repro`). Writ
 reconstruction.csv (one row per method, dataset, code size and seed), reconstruction_summary.csv
 (mean, std, count and 95 % Student-t half-width of the test MSE over seeds, PCA's test MSE at
 the same k and the ratio of the two means), reconstruction.png (test MSE against code size,
-log scales) and reconstructions.png (test images at the smallest code size the study shows
-in pictures, CODE_SHOWN: original, PCA, both autoencoders).
+log scales) and reconstructions.png (test images at code size CODE_SHOWN: the original,
+PCA, and each method's autoencoder of seed 0).
 """
 import argparse
 import math

@@ -279,7 +279,12 @@ def panel(ax, table, x_name, metric, connect):
         ax.plot(x[diverged], [0.04] * diverged.sum(), "x", color="red", ms=11, mew=2.5,
                 transform=ax.get_xaxis_transform(), clip_on=False)
     threshold = scale * (COLLAPSED_NLL if metric == "test_nll" else COLLAPSED_ACCURACY)
-    ax.axhline(threshold, color="red", lw=0.8, ls=":")
+    values = scale * table[metric].dropna()
+    # The threshold line only where a run comes near it: drawn far away, it would stretch the
+    # axis until the differences between healthy runs vanish.
+    if len(values) == 0 or (values.min() <= 2 * threshold if metric != "test_nll"
+                            else values.max() >= threshold / 2):
+        ax.axhline(threshold, color="red", lw=0.8, ls=":")
     if metric == "test_nll":
         ax.set_yscale("log")
     xs = [v for v in table[x_name] if v is not None]
