@@ -178,7 +178,8 @@ def test_pca_reconstruction_error_equals_a_direct_svd_computation():
 def test_reference_stage_writes_the_pca_of_all_training_images(tmp_path, monkeypatch):
     data = registered(monkeypatch, write_tiny_idx(tmp_path / "tiny", n_train=60))
     load_stage("reference").main(["--dataset", "mnist", "--data", str(data),
-                                  "--out", str(tmp_path / "pca.pt")])
+                                  "--out", str(tmp_path / "pca.pt"),
+                                  "--curve", str(tmp_path / "pca.csv")])
     fitted = pca.load(tmp_path / "pca.pt")
     from sae.datasets import load_split
     images, _ = load_split(data, train=True)
