@@ -6,7 +6,7 @@ PYTHON := $(VENV)/bin/python
 # Stage commands in dvc.yaml call `python`: put the venv's first on PATH.
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: setup pipeline tuned ablation reconstruction compare verify test
+.PHONY: setup pipeline tuned ablation label-budget reconstruction compare verify test
 
 setup: $(VENV)/.installed
 
@@ -28,6 +28,13 @@ tuned: setup
 # The pretraining ablation: 4 arms x every recipe, dataset and seed, as queued experiments.
 ablation: setup
 	$(PYTHON) -m scripts.ablation
+
+# The label-budget study: the 4 arms of the tuned recipe at 100, 1,000, 10,000 and all labels,
+# both datasets, 5 seeds, fine-tuning stopped early on validation. Long (hours on 2 cores):
+# --resume keeps the runs already in plots/label_budget, so it can be run a few seeds at a time.
+label-budget: setup
+	$(PYTHON) -m scripts.ablation --recipes tuned --labels 100 1000 10000 0 --early-stopping \
+		--seeds 0 1 2 3 4 --resume --out plots/label_budget
 
 # The code-size study: autoencoders against PCA at codes of 16 to 256 units, both datasets,
 # 3 seeds, as queued experiments (needs the reference stage: run make pipeline first).

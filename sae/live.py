@@ -20,7 +20,8 @@ class HistoryError(ValueError):
 
 @contextmanager
 def epoch_logger(folder):
-    """Yield log(row): each row, {"epoch": n, metric: value, ...}, becomes step n of `folder`.
+    """Yield log(row): each row, {"epoch": n, metric: value, ...}, becomes step n of `folder`;
+    log.note(name, value) adds a value of the whole run to metrics.json.
     dvc.yaml is hand-written, so DVCLive writes none (dvcyaml=None), and the experiment is
     DVC's to save, not DVCLive's."""
     from dvclive import Live  # imported here: evaluate only reads, and starts faster
@@ -34,6 +35,11 @@ def epoch_logger(folder):
                 live.log_metric(name, value)
         live.next_step()  # writes metrics.json and tells VS Code that an epoch ended
 
+    def note(name, value):
+        """One value of the whole run (not of an epoch), kept in metrics.json."""
+        live.summary[name] = value
+
+    log.note = note
     try:
         yield log
     except BaseException:

@@ -21,6 +21,7 @@ OPTIMIZERS = ("sgd", "adam")
 SCHEDULES = ("constant", "cosine")
 INITS = ("pretrained", "random")   # start from the previous stage's weights, or a seeded init
 TRAINED = ("all", "head")          # fine-tune every layer, or only the classifier (linear probe)
+KEEPS = ("last", "best")           # the weights after the last epoch, or after the best one
 PHASES = ("pretrain_layer1", "stack_layer2", "finetune_classifier")  # in training order
 PRECISIONS = ("float32", "float64")
 DEVICES = ("auto", "cpu", "cuda")
@@ -65,6 +66,7 @@ class Training:
     dropout: float = 0.0         # finetune_classifier: dropout on every later layer's input
     train: str = "all"           # finetune_classifier: see TRAINED
     labels: int = 0              # finetune_classifier: labelled images, class-balanced (0 = all)
+    keep: str = "last"           # finetune_classifier: see KEEPS
 
 
 @dataclass(frozen=True)
@@ -156,7 +158,8 @@ PHASE_SCHEMA = {
     "stack_layer2": {**_AUTOENCODER, "init": _choice(INITS)},
     "finetune_classifier": {**_TRAINING, "init": _choice(INITS), "input_dropout": _FRACTION,
                             "dropout": _FRACTION,
-                            "train": _choice(TRAINED), "labels": _LABELS},
+                            "train": _choice(TRAINED), "labels": _LABELS,
+                            "keep": _choice(KEEPS)},
 }
 SPLIT_SCHEMA = {"validation": _integer(0)}
 _SECTION_TYPES = {"common": Common, "download": Download, "evaluate": Evaluate}
@@ -209,6 +212,11 @@ def _check_recipe(name, given) -> Recipe:
     split = _check_section(f"{name}.split", SPLIT_SCHEMA, given["split"], Split)
     recipe = Recipe(split=split, **phases)
     _check_chain(name, recipe)
+    if recipe.finetune_classifier.keep == "best" and not split.validation:
+        # Without a validation part, "best" would be chosen on the test set.
+        _fail(f"{name}.finetune_classifier.keep", "best",
+              f"'last' while {name}.split.validation is 0 (the best epoch is chosen on "
+              "validation images, never on the test set)")
     return recipe
 
 

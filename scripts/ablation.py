@@ -14,8 +14,8 @@ take those from DVC's run cache. Results are read back through `dvc exp show --j
 
     python -m scripts.ablation                  # the whole study: queue, run, collect
     python -m scripts.ablation --collect-only   # re-read the finished experiments
-    python -m scripts.ablation --recipes tuned --labels 100 1000 10000 0 \
-        --seeds 0 1 2 3 4 --out plots/label_budget   # the label-budget study
+    python -m scripts.ablation --recipes tuned --labels 100 1000 10000 0 --early-stopping \
+        --seeds 0 1 2 3 4 --out plots/label_budget   # the label-budget study (make label-budget)
     python -m scripts.ablation --recipes tuned --arms greedy --seeds 0 1 2 3 4 \
         --out plots/tuned_seeds                      # the tuned recipe over 5 seeds
 
@@ -23,12 +23,22 @@ take those from DVC's run cache. Results are read back through `dvc exp show --j
 seed; 0 = all) while the autoencoders learn from every training image: the pretraining
 stages do not depend on it, so every budget takes them from DVC's run cache.
 
+--early-stopping (the label-budget study) fine-tunes every arm at every budget by one rule
+chosen on validation images, never on the test set: keep the weights of the epoch with the
+best validation accuracy (finetune_classifier.keep = best), out of the recipe's epochs or
+enough epochs for MIN_STEPS optimiser steps, whichever is more (100 labels are one batch an
+epoch). Its runs are named budget-..., apart from the plain ablation's abl-... ones.
+
+--resume keeps the runs already in --out's ablation.csv (and finished experiments of the
+same names) and queues only the others: a long study can be run a few seeds at a time.
+
 writes, in --out: ablation.csv (one row per arm, recipe, dataset, label budget and seed),
 ablation_summary.csv (mean, std, count over seeds and the half-width of the mean's 95 %
 Student-t interval, `<metric>_ci95`) and ablation.png (with several budgets: test accuracy
 against labelled images, one line per arm with its interval).
 """
 import argparse
+import math
 from pathlib import Path
 
 import pandas as pd
@@ -39,7 +49,10 @@ from scripts import experiments
 
 ARMS = ("greedy", "end_to_end", "no_pretraining", "linear_probe")
 LABELS = ("greedy", "end to end", "no\npretraining", "linear\nprobe")
-PREFIX = "abl"
+PREFIXES = {False: "abl", True: "budget"}  # by --early-stopping
+KEY = ["arm", "recipe", "dataset", "labels", "seed"]  # one run
+ORDER = ["recipe", "dataset", "labels", "arm", "seed"]  # of the table's rows
+MIN_STEPS = 400  # --early-stopping: the fewest optimiser steps fine-tuning may take
 TRAINING_IMAGES = 60000  # in either dataset
 METRICS = {"test_accuracy": "test_accuracy", "test_nll": "test_nll",
            "mse_layer1": "reconstruction_mse.layer1", "mse_stacked": "reconstruction_mse.stacked",
@@ -56,37 +69,71 @@ def arm_settings(arm, recipe_name, recipe):
     return [f"{recipe_name}.{key}={value}" for key, value in changes.items()]
 
 
-def run_name(arm, recipe, dataset, labels, seed):
-    return f"{PREFIX}-{arm}-{recipe}-{dataset}-l{labels}-s{seed}"
+def budget_settings(p, recipe_name, labels):
+    """--early-stopping: keep the best validation epoch, of at least MIN_STEPS steps."""
+    phase = p.recipes[recipe_name].finetune_classifier
+    steps_per_epoch = math.ceil(labelled_images(p, recipe_name, labels) / phase.batch_size)
+    epochs = max(phase.epochs, math.ceil(MIN_STEPS / steps_per_epoch))
+    return [f"{recipe_name}.finetune_classifier.keep=best",
+            f"{recipe_name}.finetune_classifier.epochs={epochs}"]
 
 
-def queue(p, recipes, budgets, seeds, arms=ARMS):
-    """Queue every run, greedy arms first so that the others find their stages cached."""
-    for arm, recipe, dataset, labels, seed in runs(p, recipes, budgets, seeds, arms):
+def run_name(arm, recipe, dataset, labels, seed, early_stopping=False):
+    return f"{PREFIXES[early_stopping]}-{arm}-{recipe}-{dataset}-l{labels}-s{seed}"
+
+
+def queue(p, runs, early_stopping=False):
+    """Queue `runs`, (arm, recipe, dataset, labels, seed) each, as experiments."""
+    for arm, recipe, dataset, labels, seed in runs:
         sets = [f"common.seed={seed}", f"{recipe}.finetune_classifier.labels={labels}",
-                *arm_settings(arm, recipe, p.recipes[recipe])]
-        experiments.queue(run_name(arm, recipe, dataset, labels, seed), sets,
+                *arm_settings(arm, recipe, p.recipes[recipe]),
+                *(budget_settings(p, recipe, labels) if early_stopping else [])]
+        experiments.queue(run_name(arm, recipe, dataset, labels, seed, early_stopping), sets,
                           f"evaluate@{recipe}-{dataset}")
 
 
 def runs(p, recipes, budgets, seeds, arms=ARMS):
-    """(arm, recipe, dataset, labels, seed) of every run, in queue order."""
-    return [(arm, recipe, dataset, labels, seed) for arm in arms for recipe in recipes
-            for dataset in p.datasets for labels in budgets for seed in seeds]
+    """(arm, recipe, dataset, labels, seed) of every run, in queue order: first one run of
+    each distinct pretraining (greedy's, which no_pretraining and linear_probe share, and end
+    to end's), so that DVC's workers never train the same autoencoders at once and every
+    later run finds its autoencoders in the run cache; then the rest, seed by seed."""
+    every = [(arm, recipe, dataset, labels, seed) for seed in seeds for recipe in recipes
+             for dataset in p.datasets for arm in arms for labels in budgets]
+    first = {}
+    for arm, recipe, dataset, labels, seed in every:
+        pretraining = (arm == "end_to_end", recipe, dataset, seed)
+        first.setdefault(pretraining, (arm, recipe, dataset, labels, seed))
+    leaders = list(first.values())
+    return leaders + [run for run in every if run not in leaders]
 
 
 def collect(names):
     """One row per finished run: arm, recipe, dataset, seed and the metrics."""
     rows = [row(name, data) for name, (_, data) in experiments.finished(names).items()]
-    return pd.DataFrame(rows).sort_values(["recipe", "dataset", "labels", "arm", "seed"])
+    return pd.DataFrame(rows, columns=None if rows else KEY)
 
 
 def row(name, data):
+    """A run's arm, recipe, dataset, budget and seed; its test metrics; and its fine-tuning's
+    epochs and the epoch whose weights it kept (the last, or the best on validation)."""
     _, arm, recipe, dataset, labels, seed = name.split("-")
     found = {"arm": arm, "recipe": recipe, "dataset": dataset, "labels": int(labels[1:]),
              "seed": int(seed[1:])}
     values = experiments.metrics_of(data, f"metrics/{recipe}/{dataset}.json")
-    return found | {column: values.get(key) for column, key in METRICS.items()}
+    finetuning = experiments.metrics_of(
+        data, f"plots/{recipe}/{dataset}/finetune_classifier/metrics.json")
+    epochs = experiments.params_of(data).get(f"{recipe}.finetune_classifier.epochs")
+    return found | {column: values.get(key) for column, key in METRICS.items()} | {
+        "epochs": epochs, "kept_epoch": finetuning.get("kept_epoch")}
+
+
+def banked(path, names, early_stopping):
+    """The rows of an earlier ablation.csv whose runs are among `names` (--resume)."""
+    if not Path(path).exists():
+        return pd.DataFrame(columns=KEY)
+    table = pd.read_csv(path)
+    keep = [run_name(*key, early_stopping) in names for key in table[KEY].values.tolist()]
+    return table[keep]
 
 
 def summarise(table):
@@ -166,6 +213,10 @@ def main(argv=None):
                         help="default: all four (greedy alone: a recipe over seeds)")
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--out", default="plots/ablation")
+    parser.add_argument("--early-stopping", action="store_true",
+                        help="fine-tuning by the label-budget study's rule (see above)")
+    parser.add_argument("--resume", action="store_true",
+                        help="keep the runs already in --out and run only the others")
     parser.add_argument("--collect-only", action="store_true")
     args = parser.parse_args(argv)
     p = params.load()
@@ -173,14 +224,23 @@ def main(argv=None):
     for recipe in recipes:
         p.recipe(recipe)  # one line of error for a recipe params.yaml does not name
     arms = [arm for arm in ARMS if arm in args.arms]  # greedy first, whatever the order given
-    names = [run_name(*run) for run in runs(p, recipes, args.labels, args.seeds, arms)]
-    if not args.collect_only:
-        experiments.remove_earlier(names)
-        queue(p, recipes, args.labels, args.seeds, arms)
-        experiments.run_queue(args.jobs)
-    table = collect(set(names))
-    summary = summarise(table)
+    study = runs(p, recipes, args.labels, args.seeds, arms)
+    names = [run_name(*run, args.early_stopping) for run in study]
     out = Path(args.out)
+    kept = banked(out / "ablation.csv", set(names), args.early_stopping) if args.resume \
+        else pd.DataFrame(columns=KEY)
+    if not args.collect_only:
+        done = {run_name(*key, args.early_stopping) for key in kept[KEY].values.tolist()}
+        if args.resume:
+            done |= set(experiments.finished(names))
+        experiments.remove_earlier([name for name in names if name not in done])
+        queue(p, [run for run, name in zip(study, names) if name not in done],
+              args.early_stopping)
+        experiments.run_queue(args.jobs)
+    fresh = collect(set(names))
+    table = pd.concat([t for t in (kept, fresh) if len(t)] or [fresh])
+    table = table.drop_duplicates(KEY, keep="last").sort_values(ORDER)
+    summary = summarise(table)
     write_text(out / "ablation.csv", table.to_csv(index=False))
     write_text(out / "ablation_summary.csv", summary.to_csv(index=False))
     if len(args.labels) > 1:

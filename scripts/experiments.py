@@ -61,8 +61,17 @@ def finished(names):
 
 def metrics_of(data, path):
     """One metrics file of a run as a flat {dotted.key: value} dict ({} when it has none)."""
-    metrics = (data.get("metrics") or {}).get(path) or {}
-    flat = pd.json_normalize(metrics.get("data") or {}).to_dict("records")
+    return _flat(data, "metrics", path)
+
+
+def params_of(data, path="params.yaml"):
+    """A run's params file as a flat {dotted.key: value} dict ({} when it has none)."""
+    return _flat(data, "params", path)
+
+
+def _flat(data, kind, path):
+    found = (data.get(kind) or {}).get(path) or {}
+    flat = pd.json_normalize(found.get("data") or {}).to_dict("records")
     return flat[0] if flat else {}
 
 

@@ -8,7 +8,7 @@ lecture's printed ones and a faithful re-run of its notebook (rebuilt in today's
 float64, DataLoader, seed 0, by this project's team); the tuned recipe gets one row a dataset.
 What the autoencoders learn: each autoencoder's test MSE beside PCA and the mean image, the
 code-size study's summary (plots/reconstruction/reconstruction_summary.csv) and the
-pretraining ablation's (plots/ablation/ablation_summary.csv).
+label-budget study's (plots/label_budget/ablation_summary.csv).
 """
 import argparse
 import difflib
@@ -166,17 +166,23 @@ def reconstruction_table(root):
                            "mean image"], rows)
 
 
-def ablation_table(root):
-    """Test accuracy per arm: mean ± the half-width of its 95 % t-interval over the seeds
-    (n); "–" for an arm the study has not run."""
-    summary = read_summary(Path(root, "plots", "ablation", "ablation_summary.csv"))
+def label_budget_table(root):
+    """The label-budget study: test accuracy per arm and budget, mean ± the half-width of its
+    95 % t-interval over the seeds (n); "–" for an arm the study has not run."""
+    path = Path(root, "plots", "label_budget", "ablation_summary.csv")
+    if not path.is_file():
+        return "_Not run yet: `make label-budget`._"
+    summary = read_summary(path)
+    summary = summary.assign(shown=summary["labels"].replace(0, float("inf")))
     rows = []
-    for (recipe, dataset), part in summary.groupby(["recipe", "dataset"], sort=False):
-        by_arm = part.set_index("arm")
-        rows.append((recipe, DATASETS[dataset].title,
-                     *(arm_cell(by_arm.loc[a]) if a in by_arm.index else "–"
-                       for a in ARM_TITLES)))
-    return markdown_table(["recipe", "dataset", *ARM_TITLES.values()], rows)
+    for dataset, info in DATASETS.items():
+        part = summary[summary.dataset == dataset]
+        for labels, budget in part.sort_values("shown").groupby("labels", sort=False):
+            by_arm = budget.set_index("arm")
+            rows.append((info.title, f"{labels:,}" if labels else "all",
+                         *(arm_cell(by_arm.loc[a]) if a in by_arm.index else "–"
+                           for a in ARM_TITLES)))
+    return markdown_table(["dataset", "labels", *ARM_TITLES.values()], rows)
 
 
 def arm_cell(arm):
@@ -224,8 +230,9 @@ def render_learn(root):
                       reconstruction_table(root), "",
                       "Code-size study, test MSE, mean ± 95 % t-interval (× PCA's):", "",
                       code_size_table(root), "",
-                      "Test accuracy (%) per arm, mean ± 95 % t-interval over seeds (n):", "",
-                      ablation_table(root), LEARN_END])
+                      "Label budget, tuned recipe: test accuracy (%) per arm, mean ± 95 % "
+                      "t-interval over seeds (n):", "",
+                      label_budget_table(root), LEARN_END])
 
 
 def render(root):

@@ -1,11 +1,13 @@
 """The ablation's arms start from the initialisation they claim, the training options do
 what they say, and the reference stage's PCA equals a direct computation."""
+import json
+
 import numpy as np
 import pytest
 import torch
 
-from sae import model, pca
-from sae.params import Training
+from sae import model, params, pca
+from sae.params import ParamsError, Training
 from sae.train import corrupt, learning_rate
 from tests.conftest import load_stage, registered, write_tiny_idx
 
@@ -124,6 +126,48 @@ def test_linear_probe_leaves_the_encoder_bit_for_bit_unchanged(project, monkeypa
     torch.manual_seed(0)
     untrained_head = model.classifier(stacked, 10).head
     assert not torch.equal(trained.head[0].linear.weight, untrained_head[0].linear.weight)
+
+
+def test_keep_best_saves_the_weights_of_the_best_validation_epoch(project, monkeypatch):
+    """Early stopping: of 4 epochs with validation accuracies 0.1, 0.5, 0.3, 0.5 the saved
+    classifier is the one after epoch 2 (the earliest of equals), and metrics.json says so."""
+    folder, data = project
+    set_param(folder, "lecture.split.validation", 10)
+    set_param(folder, "lecture.finetune_classifier.epochs", 4)
+    set_param(folder, "lecture.finetune_classifier.keep", "best")
+    stage = load_stage("finetune_classifier")
+    after_epoch, accuracies = [], iter([0.1, 0.5, 0.3, 0.5])
+
+    def scores(log_probs, labels, prefix):
+        assert prefix == "val"  # chosen on validation images, never on the test set
+        return {"val_loss": 1.0, "val_accuracy": next(accuracies)}
+
+    def predict(net, images, batch_size):
+        after_epoch.append(weights(net))
+        return torch.zeros(len(images), 10)
+    monkeypatch.setattr(stage, "classification_scores", scores)
+    monkeypatch.setattr(stage, "predict", predict)
+    run_finetune(folder, data, monkeypatch, probe=False)
+    saved = model.load_checkpoint(folder / "clf.pt").state_dict()
+    assert not torch.equal(after_epoch[1]["encoder.0.linear.weight"],
+                           after_epoch[3]["encoder.0.linear.weight"])  # it did train on
+    for key, value in after_epoch[1].items():
+        assert torch.equal(saved[key], value), key
+    assert json.loads((folder / "live" / "metrics.json").read_text())["kept_epoch"] == 2
+
+
+def test_keep_last_saves_the_last_epoch_and_says_so(project, monkeypatch):
+    folder, data = project
+    run_finetune(folder, data, monkeypatch, probe=False)
+    assert json.loads((folder / "live" / "metrics.json").read_text())["kept_epoch"] == 1
+
+
+def test_keep_best_without_a_validation_part_is_refused(project):
+    folder, _ = project
+    set_param(folder, "lecture.finetune_classifier.keep", "best")
+    with pytest.raises(ParamsError, match=r"lecture\.finetune_classifier\.keep = 'best' .*"
+                                          r"split\.validation is 0"):
+        params.load()
 
 
 # ---------------------------------------------------------------- training options

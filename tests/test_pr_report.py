@@ -79,24 +79,24 @@ def test_charts_are_one_mermaid_block_each_base_grey_head_blue():
 def test_verdict_weighs_the_change_against_the_prediction_interval_of_a_re_run():
     title = "**MNIST, lecture**: test accuracy 91.33 % → "
     # std 0.25 points over 3 seeds: t(0.975, 2) 4.3027 * 0.25 * sqrt(1 + 1/3) = 1.24 points
-    assert pr_report.verdict("MNIST, lecture", 0.9133, 0.9173, (0.0025, 3)) == (
+    assert pr_report.verdict("MNIST, lecture", 0.9133, 0.9173, (0.0025, 3, "s.csv")) == (
         f"- {title}91.73 %: +0.40 points, within seed noise (95 % prediction interval of a "
-        "re-run: ±1.24 points, from a seed std of 0.25 over 3 seeds)")
+        "re-run: ±1.24 points, from a seed std of 0.25 over 3 seeds, `s.csv`)")
     # std 0.10 over 5 seeds: 2.7764 * 0.10 * sqrt(1.2) = 0.30 points; twice the std (the rule
     # before) would have called 0.50 points within
-    assert pr_report.verdict("MNIST, lecture", 0.9133, 0.9083, (0.0010, 5)) == (
+    assert pr_report.verdict("MNIST, lecture", 0.9133, 0.9083, (0.0010, 5, "s.csv")) == (
         f"- {title}90.83 %: -0.50 points, beyond seed noise (95 % prediction interval of a "
-        "re-run: ±0.30 points, from a seed std of 0.10 over 5 seeds)")
+        "re-run: ±0.30 points, from a seed std of 0.10 over 5 seeds, `s.csv`)")
     assert pr_report.verdict("MNIST, lecture", 0.9133, 0.9133, None).endswith(
         ": +0.00 points, seed noise unknown (no ablation summary for this recipe and dataset)")
     assert pr_report.verdict("MNIST, lecture", None, 0.9133, None) == (
         "- **MNIST, lecture**: no metrics at the base yet; test accuracy 91.33 %")
 
 
-def write_ablation_summary(folder, rows):
+def write_ablation_summary(folder, rows, path=pr_report.SEED_SUMMARIES[0]):
     """A small ablation_summary.csv as scripts.ablation writes it: (arm, recipe, dataset,
     test_accuracy_std) rows, 3 seeds each (1 where std is "", as one seed has no spread)."""
-    path = folder / pr_report.ABLATION_SUMMARY
+    path = folder / path
     path.parent.mkdir(parents=True, exist_ok=True)
     lines = [f"{recipe},{dataset},{arm},0.9,{std},{3 if std != '' else 1},{std}"
              for arm, recipe, dataset, std in rows]
@@ -109,7 +109,19 @@ def test_seed_noise_is_the_greedy_arms_spread(tmp_path, monkeypatch):
     write_ablation_summary(tmp_path, [("greedy", "lecture", "mnist", 0.0025),
                                       ("end_to_end", "lecture", "mnist", 0.01),
                                       ("greedy", "tuned", "mnist", "")])  # one seed: no std
-    assert pr_report.seed_noise() == {("lecture", "mnist"): (0.0025, 3)}
+    assert pr_report.seed_noise() == {
+        ("lecture", "mnist"): (0.0025, 3, pr_report.SEED_SUMMARIES[0])}
+
+
+def test_seed_noise_of_the_tuned_recipe_as_it_is_now_wins(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    write_ablation_summary(tmp_path, [("greedy", "tuned", "mnist", 0.002),
+                                      ("greedy", "lecture", "mnist", 0.003)])
+    write_ablation_summary(tmp_path, [("greedy", "tuned", "mnist", 0.0006)],
+                           pr_report.SEED_SUMMARIES[1])
+    noise = pr_report.seed_noise()
+    assert noise[("tuned", "mnist")] == (0.0006, 3, pr_report.SEED_SUMMARIES[1])
+    assert noise[("lecture", "mnist")][0] == 0.003
 
 
 # ------------------------------------------------------------------ end to end
@@ -218,12 +230,12 @@ def test_every_mermaid_block_of_the_comment_renders_in_chromium(repo, tmp_path):
 ])
 def test_seed_noise_refuses_a_broken_summary_in_one_line(tmp_path, monkeypatch, text, message):
     monkeypatch.chdir(tmp_path)
-    path = tmp_path / pr_report.ABLATION_SUMMARY
+    path = tmp_path / pr_report.SEED_SUMMARIES[0]
     path.parent.mkdir(parents=True)
     path.write_text(text)
     with pytest.raises(SystemExit) as stop:
         pr_report.seed_noise()
-    assert str(stop.value).startswith(f"error: {pr_report.ABLATION_SUMMARY}")
+    assert str(stop.value).startswith(f"error: {pr_report.SEED_SUMMARIES[0]}")
     assert message in str(stop.value) and "\n" not in str(stop.value)
 
 
