@@ -29,8 +29,9 @@ best validation accuracy (finetune_classifier.keep = best), out of the recipe's 
 enough epochs for MIN_STEPS optimiser steps, whichever is more (100 labels are one batch an
 epoch). Its runs are named budget-..., apart from the plain ablation's abl-... ones.
 
---resume keeps the runs already in --out's ablation.csv (and finished experiments of the
-same names) and queues only the others: a long study can be run a few seeds at a time.
+--resume makes --out's ablation.csv the study's bank: its rows are kept and their runs (and
+finished experiments of the same names) are not run again; this call's other runs are added.
+A long study can so be run a few seeds at a time, over several sessions.
 
 writes, in --out: ablation.csv (one row per arm, recipe, dataset, label budget and seed),
 ablation_summary.csv (mean, std, count over seeds and the half-width of the mean's 95 %
@@ -127,13 +128,9 @@ def row(name, data):
         "epochs": epochs, "kept_epoch": finetuning.get("kept_epoch")}
 
 
-def banked(path, names, early_stopping):
-    """The rows of an earlier ablation.csv whose runs are among `names` (--resume)."""
-    if not Path(path).exists():
-        return pd.DataFrame(columns=KEY)
-    table = pd.read_csv(path)
-    keep = [run_name(*key, early_stopping) in names for key in table[KEY].values.tolist()]
-    return table[keep]
+def banked(path):
+    """The rows of an earlier ablation.csv (--resume); none when there is none yet."""
+    return pd.read_csv(path) if Path(path).exists() else pd.DataFrame(columns=KEY)
 
 
 def summarise(table):
@@ -216,7 +213,7 @@ def main(argv=None):
     parser.add_argument("--early-stopping", action="store_true",
                         help="fine-tuning by the label-budget study's rule (see above)")
     parser.add_argument("--resume", action="store_true",
-                        help="keep the runs already in --out and run only the others")
+                        help="keep the runs already in --out, run and add the others")
     parser.add_argument("--collect-only", action="store_true")
     args = parser.parse_args(argv)
     p = params.load()
@@ -227,8 +224,7 @@ def main(argv=None):
     study = runs(p, recipes, args.labels, args.seeds, arms)
     names = [run_name(*run, args.early_stopping) for run in study]
     out = Path(args.out)
-    kept = banked(out / "ablation.csv", set(names), args.early_stopping) if args.resume \
-        else pd.DataFrame(columns=KEY)
+    kept = banked(out / "ablation.csv") if args.resume else pd.DataFrame(columns=KEY)
     if not args.collect_only:
         done = {run_name(*key, args.early_stopping) for key in kept[KEY].values.tolist()}
         if args.resume:

@@ -62,7 +62,9 @@ def test_early_stopping_keeps_the_best_epoch_of_enough_steps_for_every_arm(
 def test_resume_runs_only_what_the_table_lacks_and_keeps_the_rest(monkeypatch, tmp_path):
     p = params.load()
     study = ablation.runs(p, ["tuned"], [100], [0, 1], ["greedy"])
-    old = [dict(zip(ablation.KEY, run), test_accuracy=0.5, test_nll=1.0) for run in study[:1]]
+    earlier_seed = ("greedy", "tuned", "mnist", 100, 7)  # banked by an earlier call: kept
+    old = [dict(zip(ablation.KEY, run), test_accuracy=0.5, test_nll=1.0)
+           for run in [*study[:1], earlier_seed]]
     pd.DataFrame(old).to_csv(tmp_path / "ablation.csv", index=False)
     queued = []
     monkeypatch.setattr(experiments, "finished", lambda names: {})
@@ -76,7 +78,7 @@ def test_resume_runs_only_what_the_table_lacks_and_keeps_the_rest(monkeypatch, t
                    "--labels", "100", "--seeds", "0", "1", "--out", str(tmp_path)])
     assert queued == [ablation.run_name(*run, True) for run in study[1:]]
     table = pd.read_csv(tmp_path / "ablation.csv")
-    assert len(table) == len(study)
+    assert len(table) == len(study) + 1 and 7 in table.seed.values
     banked = table[(table.dataset == study[0][2]) & (table.seed == study[0][4])]
     assert banked.test_accuracy.tolist() == [0.5]  # kept, not run again
 
