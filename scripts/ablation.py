@@ -35,8 +35,10 @@ A long study can so be run a few seeds at a time, over several sessions.
 
 writes, in --out: ablation.csv (one row per arm, recipe, dataset, label budget and seed),
 ablation_summary.csv (mean, std, count over seeds and the half-width of the mean's 95 %
-Student-t interval, `<metric>_ci95`) and ablation.png (with several budgets: test accuracy
-against labelled images, one line per arm with its interval).
+Student-t interval, `<metric>_ci95`), gain_summary.csv (each arm's test accuracy minus no
+pretraining's on the same seed, so on the same labelled images: mean and paired 95 %
+t-interval) and ablation.png (with several budgets: test accuracy, and the gain, against
+labelled images, one line per arm with its interval).
 """
 import argparse
 import math
@@ -45,6 +47,7 @@ from pathlib import Path
 import pandas as pd
 
 from sae import params
+from sae.datasets import DATASETS
 from sae.atomic import write_text
 from scripts import experiments
 
@@ -165,9 +168,27 @@ def figure(table, path):
     save_png(fig, path)
 
 
-def budget_figure(summary, path):
-    """Test accuracy against labelled images (log scale), one panel per recipe and dataset,
-    one line per arm with its 95 % interval; "all" labels at the training part's size."""
+BASELINE = "no_pretraining"  # what the gains are measured from
+PRETRAINED = ("greedy", "end_to_end")  # the figure's gains: the probe's are off its scale
+
+
+def gains(table):
+    """Each arm's test accuracy minus the baseline arm's at the same recipe, dataset, budget
+    and seed, i.e. on the same labelled images: a paired comparison, whose t-interval over
+    seeds is tighter than the two arms' own intervals side by side."""
+    run = ["recipe", "dataset", "labels", "seed"]
+    base = table[table.arm == BASELINE].set_index(run).test_accuracy
+    others = table[table.arm != BASELINE]
+    gain = others.test_accuracy.values - base.reindex(
+        pd.MultiIndex.from_frame(others[run])).values
+    paired = others.assign(gain=gain).dropna(subset=["gain"])
+    return experiments.summarise(paired, ["recipe", "dataset", "labels", "arm"], ["gain"])
+
+
+def budget_figure(summary, gain_summary, path):
+    """Against labelled images (log scale), one column per recipe and dataset: test accuracy
+    per arm (top) and its gain over no pretraining (bottom), each with its 95 % interval;
+    "all" labels at the training part's size."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -175,22 +196,32 @@ def budget_figure(summary, path):
     from sae.plots import save_png
 
     panels = summary[["recipe", "dataset"]].drop_duplicates().values.tolist()
-    fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 4.2), squeeze=False,
-                             layout="constrained")
-    for ax, (recipe, dataset) in zip(axes.flat, panels):
+    fig, axes = plt.subplots(2, len(panels), figsize=(5.2 * len(panels), 7.6), squeeze=False,
+                             sharex=True, layout="constrained")
+    for column, (recipe, dataset) in enumerate(panels):
+        top, bottom = axes[0, column], axes[1, column]
         for arm, label in zip(ARMS, LABELS):
-            part = summary[(summary.recipe == recipe) & (summary.dataset == dataset)
-                           & (summary.arm == arm)].sort_values("labelled")
-            ax.errorbar(part.labelled, 100 * part.test_accuracy_mean,
-                        yerr=100 * part.test_accuracy_ci95.fillna(0), marker="o", capsize=3,
-                        label=label.replace("\n", " "))
-        ax.set_xscale("log")
-        ax.set(title=f"{recipe}, {dataset}", xlabel="labelled training images",
-               ylabel="test accuracy (%)")
-        ax.grid(alpha=0.3, which="both")
-        ax.legend()
+            label = label.replace("\n", " ")
+            for ax, table, metric in ((top, summary, "test_accuracy"),
+                                      (bottom, gain_summary, "gain")):
+                if ax is bottom and arm not in PRETRAINED:
+                    continue
+                part = table[(table.recipe == recipe) & (table.dataset == dataset)
+                             & (table.arm == arm)].sort_values("labelled")
+                ax.errorbar(part.labelled, 100 * part[f"{metric}_mean"],
+                            yerr=100 * part[f"{metric}_ci95"].fillna(0), marker="o",
+                            capsize=3, label=label, color=f"C{ARMS.index(arm)}")
+        bottom.axhline(0, color="black", linewidth=0.8)
+        top.set(title=f"{recipe}, {DATASETS[dataset].title}", ylabel="test accuracy (%)")
+        bottom.set(xscale="log", xlabel="labelled training images",
+                   ylabel="gain over no pretraining (points)")
+        budgets = sorted(summary.labelled.unique())
+        bottom.set_xticks(budgets, [f"{n:,}" for n in budgets[:-1]] + [f"all\n{budgets[-1]:,}"])
+        for ax in (top, bottom):
+            ax.grid(alpha=0.3, which="both")
+            ax.legend()
     fig.suptitle("Where pretraining pays: test accuracy by label budget, mean and 95 % "
-                 "t-interval over seeds")
+                 "t-interval over seeds (gain: paired by seed)")
     save_png(fig, path)
 
 
@@ -239,10 +270,13 @@ def main(argv=None):
     summary = summarise(table)
     write_text(out / "ablation.csv", table.to_csv(index=False))
     write_text(out / "ablation_summary.csv", summary.to_csv(index=False))
-    if len(args.labels) > 1:
-        summary["labelled"] = [labelled_images(p, r, n) for r, n in
-                               zip(summary.recipe, summary["labels"])]
-        budget_figure(summary, out / "ablation.png")
+    if len(args.labels) > 1 and BASELINE in arms:
+        gain_summary = gains(table)
+        write_text(out / "gain_summary.csv", gain_summary.to_csv(index=False))
+        for frame in (summary, gain_summary):
+            frame["labelled"] = [labelled_images(p, r, n) for r, n in
+                                 zip(frame.recipe, frame["labels"])]
+        budget_figure(summary, gain_summary, out / "ablation.png")
     else:
         figure(table, out / "ablation.png")
     print(summary.to_string(index=False))

@@ -113,6 +113,22 @@ def test_the_study_writes_its_table_summary_by_budget_and_figure(tmp_path, monke
     assert greedy_all.test_accuracy_count == 3 and greedy_all.test_accuracy_ci95 > 0
     assert (tmp_path / "ablation.png").read_bytes().startswith(PNG_SIGNATURE)
     assert len(pd.read_csv(tmp_path / "ablation.csv")) == len(rows)
+    gains = pd.read_csv(tmp_path / "gain_summary.csv")  # every arm scored alike: no gain
+    assert len(gains) == (len(ablation.ARMS) - 1) * len(p.datasets) * len(BUDGETS)
+    assert gains.gain_mean.abs().max() < 1e-12 and gains.gain_count.eq(3).all()
+
+
+def test_gain_is_paired_by_seed_the_same_labelled_images():
+    """Seeds move both arms together (another labelled subset); the gain's interval is that of
+    the per-seed differences, not of the arms' spreads."""
+    rows = [{"arm": arm, "recipe": "tuned", "dataset": "mnist", "labels": 100, "seed": seed,
+             "test_accuracy": base + (0.02 + 0.001 * seed if arm == "greedy" else 0)}
+            for seed, base in enumerate([0.70, 0.75, 0.80])
+            for arm in ("greedy", "no_pretraining")]
+    gain = ablation.gains(pd.DataFrame(rows)).iloc[0]
+    assert gain.arm == "greedy" and gain.gain_mean == pytest.approx(0.021)
+    # differences 0.020, 0.021, 0.022: std 0.001, t(0.975, 2) = 4.3027
+    assert gain.gain_ci95 == pytest.approx(4.3027 * 0.001 / 3 ** 0.5, rel=1e-3)
 
 
 def test_a_recipe_params_yaml_does_not_name_is_one_line(tmp_path):
