@@ -186,8 +186,9 @@ def label_budget_table(root):
 
 
 def arm_cell(arm):
-    return (f"{100 * arm.test_accuracy_mean:.2f} ± {100 * arm.test_accuracy_ci95:.2f}"
-            f" ({arm.test_accuracy_count})")
+    """mean ± interval (n); one seed has no interval."""
+    interval = f" ± {100 * arm.test_accuracy_ci95:.2f}" if arm.test_accuracy_count > 1 else ""
+    return f"{100 * arm.test_accuracy_mean:.2f}{interval} ({arm.test_accuracy_count})"
 
 
 CODES_SHOWN = (32, 256)  # the code sizes of the code-size study's aims (issue 16)
