@@ -27,6 +27,9 @@ def test_every_arm_budget_and_seed_is_one_run_each_pretraining_first():
     # and two workers taking the next two runs never train the same autoencoders.
     assert {pretraining(run) for run in leaders} == distinct
     assert len(distinct) == 2 * len(p.datasets) * len(SEEDS)
+    # greedy's leaders first: end to end's then find layer 1 cached
+    assert [run[0] == "end_to_end" for run in leaders] == sorted(
+        run[0] == "end_to_end" for run in leaders)
 
 
 def test_a_queued_run_sets_its_seed_budget_and_arm(monkeypatch):
