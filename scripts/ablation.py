@@ -47,8 +47,8 @@ from pathlib import Path
 import pandas as pd
 
 from sae import params
-from sae.datasets import DATASETS
 from sae.atomic import write_text
+from sae.datasets import DATASETS
 from scripts import experiments
 
 ARMS = ("greedy", "end_to_end", "no_pretraining", "linear_probe")
@@ -99,8 +99,8 @@ def queue(p, runs, early_stopping=False):
 def runs(p, recipes, budgets, seeds, arms=ARMS):
     """(arm, recipe, dataset, labels, seed) of every run, in queue order: first one run of
     each distinct pretraining (greedy's, which no_pretraining and linear_probe share, and end
-    to end's), so that DVC's workers never train the same autoencoders at once and every
-    later run finds its autoencoders in the run cache; then the rest, seed by seed."""
+    to end's), so that every later run finds its autoencoders in DVC's run cache instead of
+    training them again beside the first; then the rest, seed by seed."""
     every = [(arm, recipe, dataset, labels, seed) for seed in seeds for recipe in recipes
              for dataset in p.datasets for arm in arms for labels in budgets]
     first = {}
