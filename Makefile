@@ -30,7 +30,7 @@ ablation: setup
 	$(PYTHON) -m scripts.ablation
 
 # The label-budget study: the 4 arms of the tuned recipe at 100, 1,000, 10,000 and all labels,
-# both datasets, 5 seeds, fine-tuning stopped early on validation. Long (hours on 2 cores):
+# both datasets, 5 seeds, fine-tuning stopped early on validation. About 2 hours on 2 cores:
 # --resume keeps the runs already in plots/label_budget, so it can be run a few seeds at a time.
 label-budget: setup
 	$(PYTHON) -m scripts.ablation --recipes tuned --labels 100 1000 10000 0 --early-stopping \
