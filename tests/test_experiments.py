@@ -33,7 +33,9 @@ def experiments(path):
     found = {}
     for baseline in json.loads(dvc("exp", "show", "--json", cwd=path)):
         for exp in baseline.get("experiments") or []:
-            (rev,) = exp["revs"]
+            # A running experiment can list more than one rev for a moment (this failed
+            # now and then); its newest is the first, as scripts/experiments.py reads it.
+            rev = exp["revs"][0]
             found[exp["name"]] = dict(rev["data"], executor=exp["executor"])
     return found
 
