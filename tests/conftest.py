@@ -168,19 +168,33 @@ def tiny_project(path, real_data, train_limit=300, test_limit=200, epochs=1):
     return path
 
 
-def project_with_remotes(root, real_data):
-    """The tiny project in root/project after one `dvc repro`, committed; `origin` is a bare
-    git repository (root/origin.git) and `storage` a folder DVC remote (root/dvc-storage, the
+@pytest.fixture(scope="session")
+def reproduced(tmp_path_factory, real_data):
+    """The tiny project after one full `dvc repro`, committed: (path, what the repro printed).
+    Run once per session (a minute or more); tests that change it work on a copy_of it."""
+    path = tiny_project(tmp_path_factory.mktemp("reproduced") / "project", real_data)
+    output = dvc("repro", cwd=path)
+    run(["git", "add", "-A"], path)
+    run(["git", "commit", "-qm", "first run"], path)
+    return path, output
+
+
+def copy_of(reproduced, destination):
+    """A copy of the reproduced project (git history, DVC cache and all) at `destination`.
+    DVC keys what it remembers of a workspace by its path, so the copy starts afresh."""
+    shutil.copytree(reproduced[0], destination, symlinks=True)
+    return destination
+
+
+def project_with_remotes(root, reproduced):
+    """A copy of the reproduced project in root/project, committed; `origin` is a bare git
+    repository (root/origin.git) and `storage` a folder DVC remote (root/dvc-storage, the
     default, in the committed .dvc/config), both pushed to."""
-    path = root / "project"
-    path.mkdir()
-    tiny_project(path, real_data)
+    path = copy_of(reproduced, root / "project")
     run(["git", "init", "-q", "--bare", str(root / "origin.git")], root)
     run(["git", "remote", "add", "origin", str(root / "origin.git")], path)
     dvc("remote", "add", "-d", "storage", str(root / "dvc-storage"), cwd=path)
-    dvc("repro", cwd=path)
-    run(["git", "add", "-A"], path)
-    run(["git", "commit", "-qm", "first run"], path)
+    run(["git", "commit", "-qam", "the remotes"], path)
     run(["git", "push", "-q", "origin", "HEAD"], path)
     dvc("push", cwd=path)
     return path

@@ -78,10 +78,10 @@ def locked_md5(lock_text, out):
 
 
 @pytest.fixture(scope="module")
-def project(tmp_path_factory, real_data):
+def project(tmp_path_factory, reproduced):
     """The tiny project after one `dvc repro`, committed and pushed to `origin` and to the
     folder DVC remote `storage`."""
-    return project_with_remotes(tmp_path_factory.mktemp("experiments"), real_data)
+    return project_with_remotes(tmp_path_factory.mktemp("experiments"), reproduced)
 
 
 @pytest.fixture(scope="module")
@@ -176,7 +176,7 @@ def test_pushed_experiment_can_be_pulled_applied_and_checked_out_in_a_clone(
 # ---------------------------------------------------------------- live metrics (DVCLive)
 
 LIVE = "plots/lecture/mnist/pretrain_layer1/metrics.json"
-LIVE_EPOCHS = 40
+LIVE_EPOCHS = 8  # a few seconds each: time enough for several looks
 
 
 def epoch_reached(data):
@@ -186,8 +186,8 @@ def epoch_reached(data):
 
 
 def test_a_queued_experiment_shows_its_epochs_in_exp_show_while_it_runs(tmp_path, real_data):
-    """Layer 1 on 3,000 images in batches of one: about a second an epoch, so that
-    `dvc exp show` can be read while the queue worker trains."""
+    """Layer 1 on 3,000 images in batches of one: a few seconds an epoch, so that
+    `dvc exp show` (about two seconds a call) can be read while the queue worker trains."""
     path = tmp_path / "project"
     path.mkdir()
     tiny_project(path, real_data, train_limit=3000)

@@ -2,7 +2,7 @@
 its verdict weighs a change against seed noise, its charts are Mermaid blocks that render, and
 `python -m scripts.pr_report` compares a base commit with the workspace on a tiny real project.
 
-One repository serves the end-to-end tests (each `dvc repro` of it takes a minute or two):
+One repository, a copy of the session's reproduced tiny project, serves the end-to-end tests:
   HEAD~1     the project before any run: a base without metrics or plots (a first PR);
   HEAD       after `dvc repro`: a base with metrics and plots;
   workspace  lecture.finetune_classifier.lr 0.1 -> 0.2, reproduced, and a small ablation
@@ -22,7 +22,7 @@ import yaml
 
 from scripts import pr_report, render_mermaid
 from sae.datasets import DATASETS
-from tests.conftest import RECIPES, ROOT, dvc, run, tiny_project
+from tests.conftest import RECIPES, ROOT, copy_of, dvc, run
 
 WORKFLOW = ROOT / ".github" / "workflows" / "pr-report.yml"
 RUN_URL = "https://github.com/owner/repo/actions/runs/123"
@@ -127,11 +127,8 @@ def test_seed_noise_of_the_tuned_recipe_as_it_is_now_wins(tmp_path, monkeypatch)
 # ------------------------------------------------------------------ end to end
 
 @pytest.fixture(scope="module")
-def repo(tmp_path_factory, real_data):
-    path = tiny_project(tmp_path_factory.mktemp("pr_report") / "repo", real_data)
-    dvc("repro", cwd=path)
-    run(["git", "add", "-A"], path)
-    run(["git", "commit", "-qm", "first run"], path)
+def repo(tmp_path_factory, reproduced):
+    path = copy_of(reproduced, tmp_path_factory.mktemp("pr_report") / "repo")
     params_file = path / "params.yaml"
     params = yaml.safe_load(params_file.read_text())
     assert params["lecture"]["finetune_classifier"]["lr"] == 0.1

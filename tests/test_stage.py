@@ -240,7 +240,7 @@ def test_an_output_that_would_overwrite_an_input_or_cannot_be_written_stops_befo
     project, data = tiny
     save_checkpoint(autoencoder(784, 400, "tanh", "sigmoid"), project / "x.pt", "mnist",
                     "lecture")
-    before = files(project.parent)
+    before = files(project)  # the data folder lies inside it
     stage_module = load_stage(stage_name)
     monkeypatch.setattr(stage_module, "fit", lambda *a, **k: pytest.fail("training started"))
     argv = ["--recipe", "lecture", "--dataset", "mnist", "--data", str(data),
@@ -248,7 +248,7 @@ def test_an_output_that_would_overwrite_an_input_or_cannot_be_written_stops_befo
     with pytest.raises(OutputError) as info:
         stage_module.main(argv)
     assert str(info.value).startswith(expected.replace("DATA", str(data))), str(info.value)
-    assert files(project.parent) == before
+    assert files(project) == before
 
 
 def test_check_params_refuses_to_write_over_params_yaml(tiny):

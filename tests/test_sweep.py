@@ -260,8 +260,8 @@ def headline(rows):
 
 
 @pytest.fixture(scope="module")
-def origin(tmp_path_factory, real_data):
-    return project_with_remotes(tmp_path_factory.mktemp("sweep"), real_data)
+def origin(tmp_path_factory, reproduced):
+    return project_with_remotes(tmp_path_factory.mktemp("sweep"), reproduced)
 
 
 @pytest.fixture(scope="module")

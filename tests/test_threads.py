@@ -128,12 +128,16 @@ def test_thread_settings_the_user_sets_win_in_queued_stages(tmp_path, monkeypatc
     monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")  # no spin count beside the user's policy
     monkeypatch.delenv("GOMP_SPINCOUNT", raising=False)
     assert queued_sweep(tmp_path) == [[mine, mine, "None", "ACTIVE"]] * 2
-    monkeypatch.delenv("OMP_WAIT_POLICY")
-    monkeypatch.setenv("GOMP_SPINCOUNT", "5")
-    second = tmp_path / "second"
-    second.mkdir()
-    probe_project(second)
-    assert queued_sweep(second) == [[mine, mine, "5", "None"]] * 2
+
+
+def test_a_spin_count_the_user_sets_wins_over_the_stages_default():
+    """The same path as above (the queue passes the user's environment through), in one
+    process rather than a second sweep."""
+    done = subprocess.run(
+        [sys.executable, "-c", "import os, stages; print(os.environ['GOMP_SPINCOUNT'])"],
+        cwd=ROOT, env={k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+        | {"GOMP_SPINCOUNT": "5"}, capture_output=True, text=True, check=True)
+    assert done.stdout.split() == ["5"]
 
 
 def test_stage_package_sets_openmp_defaults_before_torch_is_imported():
