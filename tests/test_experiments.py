@@ -33,10 +33,11 @@ def experiments(path):
     found = {}
     for baseline in json.loads(dvc("exp", "show", "--json", cwd=path)):
         for exp in baseline.get("experiments") or []:
-            # A running experiment can list more than one rev for a moment (this failed
-            # now and then); its newest is the first, as scripts/experiments.py reads it.
+            # A running experiment can list more than one rev for a moment, its newest first
+            # (as scripts/experiments.py reads it), and its data can be null while DVC
+            # cannot read its files mid-write. Both failed this helper now and then.
             rev = exp["revs"][0]
-            found[exp["name"]] = dict(rev["data"], executor=exp["executor"])
+            found[exp["name"]] = dict(rev.get("data") or {}, executor=exp["executor"])
     return found
 
 
