@@ -7,21 +7,12 @@ stages with an earlier one (same params, code and data) take them from DVC's run
 """
 import json
 import os
-import subprocess
 import sys
-import time
 
 import pandas as pd
 
-from scripts import mean_ci95
-
-
-def dvc(*args, env=None):
-    done = subprocess.run([sys.executable, "-m", "dvc", *args], capture_output=True,
-                          text=True, env=env)
-    if done.returncode != 0:
-        sys.exit(f"error: dvc {' '.join(args)} failed:\n{done.stdout}{done.stderr}")
-    return done.stdout
+from scripts import mean_ci95, run_queue as queue_runner
+from scripts.run_queue import dvc
 
 
 def remove_earlier(names):
@@ -37,12 +28,10 @@ def queue(name, sets, target):
 
 
 def run_queue(jobs):
-    """Start `jobs` workers, each stage with cores / jobs threads, and wait for the queue."""
+    """Run the queue `jobs` at a time, each stage with cores / jobs threads, to its end."""
     env = dict(os.environ)
     env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // jobs)))  # yours wins
-    dvc("queue", "start", "-j", str(jobs), env=env)
-    while any(state in dvc("queue", "status") for state in ("Queued", "Running")):
-        time.sleep(10)
+    queue_runner.run(jobs, env=env, poll_s=10)
 
 
 def finished(names):

@@ -25,4 +25,5 @@ python "$(dirname "${BASH_SOURCE[0]}")/sweep_keys.py" -- "$@"
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-$(( $(nproc) / jobs > 1 ? $(nproc) / jobs : 1 ))}
 echo "sweep: $jobs at a time, OMP_NUM_THREADS=$OMP_NUM_THREADS${OMP_WAIT_POLICY:+ OMP_WAIT_POLICY=$OMP_WAIT_POLICY}${GOMP_SPINCOUNT:+ GOMP_SPINCOUNT=$GOMP_SPINCOUNT}"
 dvc exp run --queue "$@"
-dvc exp run --run-all -j "$jobs"
+# Not `dvc exp run --run-all -j J`: it can wait forever on a worker (scripts/run_queue.py).
+python "$(dirname "${BASH_SOURCE[0]}")/run_queue.py" -j "$jobs"

@@ -5,6 +5,7 @@ import importlib
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -97,12 +98,16 @@ RECIPES = tuple(DEFAULT_PARAMS["recipes"])
 GENERATED = ("dvc.lock", "metrics", "plots")
 
 
+COMMAND_TIMEOUT_S = 900  # a hung command (a DVC queue worker, say) fails its test
+
+
 def run(command, cwd):
     """Run a command with the test's Python first on PATH (dvc.yaml calls `python`)."""
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
                GIT_AUTHOR_NAME="test", GIT_AUTHOR_EMAIL="test@example.invalid",
                GIT_COMMITTER_NAME="test", GIT_COMMITTER_EMAIL="test@example.invalid")
-    done = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True)
+    done = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True,
+                          timeout=COMMAND_TIMEOUT_S)
     assert done.returncode == 0, f"{command} failed:\n{done.stdout}\n{done.stderr}"
     return done.stdout + done.stderr
 
@@ -125,6 +130,23 @@ def recipe_stages(stages=PER_RECIPE, recipes=RECIPES, datasets=DATASETS):
 def all_stages(datasets=DATASETS):
     return ({"check_params"} | {f"{stage}@{dataset}" for stage in PER_DATASET
                                 for dataset in datasets} | recipe_stages(datasets=datasets))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_queue_worker_left(tmp_path_factory):
+    """DVC's queue workers run detached, and one that never heard its shutdown (see
+    scripts/run_queue.py) would outlive the tests: stop those working in this session's
+    folders."""
+    yield
+    base = tmp_path_factory.getbasetemp().resolve()
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            command = (proc / "cmdline").read_bytes().split(b"\0")
+            in_session = base in (proc / "cwd").resolve().parents
+        except OSError:  # gone meanwhile, or not ours to read
+            continue
+        if b"queue-worker" in command and in_session:
+            os.kill(int(proc.name), signal.SIGTERM)
 
 
 @pytest.fixture(scope="session")
