@@ -60,7 +60,7 @@ def pending(states):
 
 
 def summary(states, workers):
-    """'1 running, 2 queued; 1 worker answering', the line printed when it changes."""
+    """'2 queued, 1 running; 1 answering' (workers), the line printed when it changes."""
     counts = ", ".join(f"{states.count(state)} {state.lower()}" for state in STATES
                        if state in states)
     return f"{counts or 'no tasks'}; {workers} answering"
@@ -74,8 +74,8 @@ def run(jobs, env=None, poll_s=POLL_S, answer_timeout_s=ANSWER_TIMEOUT_S):
     def look():
         nonlocal last
         states, workers = status()
-        if summary(states, workers) != last:
-            last = summary(states, workers)
+        if (line := summary(states, workers)) != last:
+            last = line
             print(f"queue: {time.monotonic() - began:4.0f} s  {last}", flush=True)
         return states, workers
 
