@@ -8,7 +8,7 @@ run cache then served results trained with other values than the ones it recorde
 Validation runs before any work, so a bad value stops a stage with a message that names the
 key, the value and what is allowed, and nothing is written.
 """
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from dvc.exceptions import DvcException
 from dvc.utils.serialize import load_yaml
@@ -30,6 +30,10 @@ N_CLASSES = 10
 
 class ParamsError(ValueError):
     """A params.yaml value that is missing, unknown, of the wrong type or out of range."""
+
+
+class ParamsChanged(ParamsError):
+    """params.yaml changed, in a section the stage declares, while the stage ran."""
 
 
 @dataclass(frozen=True)
@@ -99,6 +103,7 @@ class Params:
     download: Download
     evaluate: Evaluate
     recipes: dict  # name -> Recipe, in params.yaml's order
+    raw: dict = field(default=None, compare=False, repr=False)  # the file as read, for guard()
 
     def recipe(self, name) -> Recipe:
         if name not in self.recipes:
@@ -249,15 +254,72 @@ def parse(raw) -> Params:
     shared = {name: _check_section(name, schema, raw[name], _SECTION_TYPES[name])
               for name, schema in SHARED.items()}
     return Params(datasets=tuple(raw["datasets"]), **shared,
-                  recipes={name: _check_recipe(name, raw[name]) for name in recipes})
+                  recipes={name: _check_recipe(name, raw[name]) for name in recipes}, raw=raw)
 
 
 def load(path=PARAMS_FILE) -> Params:
     """Read params.yaml as DVC reads it (its own loader, so the two cannot disagree), and
     validate it. An empty file is an empty mapping, to DVC and here."""
+    return parse(_read(path))
+
+
+def _read(path):
     try:
-        raw = load_yaml(path)
+        return load_yaml(path)
     except (OSError, DvcException) as error:
         # DVC's message says only "corrupted"; the YAML parser's cause says where.
         raise ParamsError(f"cannot read {path}: {error.__cause__ or error}") from error
-    return parse(raw)
+
+
+# ------------------------------------------------------ the params a stage trained with
+
+def declared(stage, recipe):
+    """The params.yaml sections (dotted) that a training or evaluate stage declares in
+    dvc.yaml (tests/test_params_guard.py checks that the two agree). The other stages need
+    no guard(): no param value changes what they write (download's files are verified
+    against fixed checksums, check_params writes a constant, reference reads no params)."""
+    own = f"{recipe}.{stage}" if stage in PHASES else "evaluate"
+    return ("common", f"{recipe}.split", own)
+
+
+def guard(p: Params, stage, recipe, path=PARAMS_FILE):
+    """ParamsChanged unless the sections `stage` declares hold in `path` what they held when
+    `p` was loaded. Called by each training stage and evaluate just before it writes its outputs: DVC reads a
+    stage's params when it writes dvc.lock, after the stage, so an edit (or a `dvc exp run
+    -S`, which rewrites params.yaml before DVC refuses it on the running repro's lock) would
+    otherwise pair the new values with outputs made from the old ones, in dvc.lock and in
+    the run cache, which then restores the wrong model for those values."""
+    now = _read(path)
+    for section in declared(stage, recipe):
+        change = _first_change(section, _at(p.raw, section), _at(now, section))
+        if change:
+            key, old, new = change
+            raise ParamsChanged(
+                f"{path}: {key} changed from {old} to {new} while {stage} ran; nothing was "
+                f"written, so DVC records no result for params this run did not use; re-run "
+                f"the stage (dvc repro)")
+
+
+_MISSING = "(missing)"
+
+
+def _at(raw, dotted):
+    """The value at a dotted section of the file's mapping."""
+    for key in dotted.split("."):
+        raw = raw.get(key, _MISSING) if isinstance(raw, dict) else _MISSING
+    return raw
+
+
+def _first_change(key, old, new):
+    """(dotted key, old value, new value) of the first difference, or None; mappings are
+    compared key by key (their order means nothing to DVC), everything else by value."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        for name in [*old, *(name for name in new if name not in old)]:
+            change = _first_change(f"{key}.{name}",
+                                   old.get(name, _MISSING), new.get(name, _MISSING))
+            if change:
+                return change
+        return None
+    if old != new or type(old) is not type(new):
+        return key, old, new
+    return None

@@ -72,6 +72,7 @@ def main(argv=None):
     reconstruction = evaluation.reconstruction_report(nets, fitted_pca, images, batch)
     histories = {name: read_history(getattr(args, f"live_{name}"),
                                     history_columns(name, held_out)) for name in PHASES}
+    params.guard(p, "evaluate", args.recipe)  # a change while it ran: nothing written
     # The figures folder is one DVC output, written whole or not at all.
     with atomic_dir(args.figures) as figures:
         write_figures(figures, p.evaluate, info, nets, fitted_pca, images, labels, predicted,

@@ -52,6 +52,7 @@ def main(argv=None):
         if phase.keep == "best":
             best.restore(net)
         log.note("kept_epoch", best.epoch if phase.keep == "best" else phase.epochs)
+        params.guard(p, "finetune_classifier", args.recipe)  # a change: no output, no lock entry
     save_checkpoint(net, args.model, args.dataset, args.recipe)
 
 

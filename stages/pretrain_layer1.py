@@ -17,6 +17,7 @@ def main(argv=None):
     with epoch_logger(args.live) as log:
         fit(net, images, None, reconstruction_loss, phase, p.common.seed,
             f"pretrain_layer1@{args.recipe}-{args.dataset}", log=log)
+        params.guard(p, "pretrain_layer1", args.recipe)  # a change: no output, no lock entry
     save_checkpoint(net, args.model, args.dataset, args.recipe)
 
 

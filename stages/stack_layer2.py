@@ -25,6 +25,7 @@ def main(argv=None):
     with epoch_logger(args.live) as log:
         fit(net, images, None, reconstruction_loss, phase, p.common.seed,
             f"stack_layer2@{args.recipe}-{args.dataset}", log=log)
+        params.guard(p, "stack_layer2", args.recipe)  # a change: no output, no lock entry
     save_checkpoint(net, args.model, args.dataset, args.recipe)
 
 
