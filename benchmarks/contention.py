@@ -153,7 +153,7 @@ def measure(args, env, condition):
     """{stage: [epoch seconds]} of one worker beside `condition`'s competitor."""
     with competitor(condition, args, env):
         done = subprocess.run(worker_command(args), cwd=ROOT, env=env, capture_output=True,
-                              text=True)
+                              text=True, timeout=3600)
     if done.returncode:
         sys.exit(f"error: the worker failed ({condition}):\n{done.stderr[-2000:]}")
     return json.loads(done.stdout.splitlines()[-1])

@@ -12,26 +12,38 @@ import sys
 import pandas as pd
 
 from scripts import mean_ci95, run_queue as queue_runner
-from scripts.run_queue import dvc
+from scripts.run_queue import dvc, read
+
+# How long a study may run its queue: a whole study takes hours on 2 cores (the label
+# budget's, about two), so this only stops one that no longer moves. Resumable (--resume).
+QUEUE_BUDGET_S = 24 * 3600
 
 
 def remove_earlier(names):
     """Remove the experiments of an earlier study, so that every name is this study's."""
-    earlier = set(dvc("exp", "list", "-A", "--name-only").split()) & set(names)
+    earlier = set(read("exp", "list", "-A", "--name-only").split()) & set(names)
     if earlier:
-        dvc("exp", "remove", *sorted(earlier))
+        dvc("exp", "remove", *sorted(earlier))  # its own one line, should it time out
 
 
 def queue(name, sets, target):
     """Queue one run: `sets` are its `key=value` params, `target` the stage it runs up to."""
-    dvc("exp", "run", "--queue", "-n", name, *(arg for s in sets for arg in ("-S", s)), target)
+    dvc("exp", "run", "--queue", "-n", name, *(arg for s in sets for arg in ("-S", s)), target,
+        hint=f"see whether {name} is queued (`dvc queue status`), then {queue_runner.RESUME}")
+
+
+def in_queue(names):
+    """The names among `names` of tasks still Queued or Running in DVC's queue, e.g. of a
+    study whose process was killed while its workers went on: wait for them, not again."""
+    tasks, _ = queue_runner.parse_status(read("queue", "status"))
+    return {name for name, state in tasks if name in names and state in ("Queued", "Running")}
 
 
 def run_queue(jobs):
     """Run the queue `jobs` at a time, each stage with cores / jobs threads, to its end."""
     env = dict(os.environ)
     env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // jobs)))  # yours wins
-    queue_runner.run(jobs, env=env, poll_s=10)
+    queue_runner.run(jobs, env=env, poll_s=10, budget_s=QUEUE_BUDGET_S)
 
 
 def finished(names):
@@ -39,7 +51,9 @@ def finished(names):
     what `dvc exp show --json` holds for it (params, metrics)."""
     found = {}
     # All commits: the study's baseline need not be HEAD any more when it is collected.
-    for baseline in json.loads(dvc("exp", "show", "--json", "-A")):
+    # A minute on 2 cores at most; tried again on a failure or a hang (exp show has hung
+    # for good while a temporary copy was being removed).
+    for baseline in json.loads(read("exp", "show", "--json", "-A", timeout_s=300)):
         for exp in baseline.get("experiments") or []:
             # Queued, running or failed runs show their baseline's metrics: skip them.
             state = (exp.get("executor") or {}).get("state", "success")

@@ -41,12 +41,18 @@ NOISE_ARM = "greedy"
 CLASS_COLUMNS = {column: str for column in ("class", "actual", "predicted")}
 COLOURS = ("#9e9e9e", "#1f77b4")  # base grey, head blue, as in the PNG curves
 LIVE_TABLES = ("plots", "metrics")  # where in a DVCLive folder its per-epoch tables are
+DVC_TIMEOUT_S = 600  # `dvc metrics diff` / `params diff`: seconds, minutes on a cold clone
+GIT_TIMEOUT_S = 60  # one git read of a small file
 
 
 def dvc_diff(kind, base, *options):
     """`dvc <kind> diff <base> --json` as {file: {key: (old, new)}}."""
-    done = subprocess.run([sys.executable, "-m", "dvc", kind, "diff", base, *options, "--json"],
-                          capture_output=True, text=True)
+    command = [sys.executable, "-m", "dvc", kind, "diff", base, *options, "--json"]
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=DVC_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        sys.exit(f"dvc {kind} diff {base} did not finish in {DVC_TIMEOUT_S} s; run it "
+                 "yourself to see why")
     if done.returncode:
         sys.exit(f"dvc {kind} diff {base} failed:\n{done.stderr}")
     return {path: {key: (v.get("old"), v.get("new")) for key, v in keys.items()}
@@ -71,13 +77,13 @@ def history_sides(base, tables):
     """[base, head] per-epoch frames (an "epoch" column, one per metric) of a DVCLive folder's
     tables, the base's from git; None for a side without them."""
     listed = subprocess.run(["git", "ls-tree", "--name-only", f"{base}:{tables}"],
-                            capture_output=True, text=True)
+                            capture_output=True, text=True, timeout=GIT_TIMEOUT_S)
     with tempfile.TemporaryDirectory() as copy:  # the base's tables, where the reader looks
         folder = Path(copy, *LIVE_TABLES)
         folder.mkdir(parents=True)
         for name in listed.stdout.split() if listed.returncode == 0 else []:
             shown = subprocess.run(["git", "show", f"{base}:{tables}/{name}"],
-                                   capture_output=True, text=True)
+                                   capture_output=True, text=True, timeout=GIT_TIMEOUT_S)
             (folder / name).write_text(shown.stdout)
         return [history(copy, f"{tables} at {base}"),
                 history(Path(tables).parents[1], f"{tables} (workspace)")]
@@ -94,7 +100,8 @@ def history(folder, where):
 def read_sides(base, path, columns=()):
     """[base, head] tables of a CSV, the base's from git; None for a side without it. Each
     has `columns`, and its accuracies are accuracies, or the report stops with one line."""
-    done = subprocess.run(["git", "show", f"{base}:{path}"], capture_output=True, text=True)
+    done = subprocess.run(["git", "show", f"{base}:{path}"], capture_output=True, text=True,
+                          timeout=GIT_TIMEOUT_S)
     sources = {f"{path} at {base}": io.StringIO(done.stdout) if done.returncode == 0 else None,
                f"{path} (workspace)": path if Path(path).is_file() else None}
     return [None if s is None else

@@ -22,7 +22,6 @@ Flags:
 import argparse
 import json
 import math
-import subprocess
 import sys
 from pathlib import Path
 
@@ -37,6 +36,7 @@ from matplotlib.lines import Line2D  # noqa: E402
 from sae.atomic import write_text  # noqa: E402
 from sae.plots import save_png  # noqa: E402
 from scripts import accuracy, is_number, markdown_table, non_negative  # noqa: E402
+from scripts.run_queue import read  # noqa: E402
 
 HEADLINE = {"test_accuracy": "test accuracy", "test_nll": "test NLL"}
 # Fine-tuning's validation accuracy at its last epoch (its DVCLive metrics.json), for the
@@ -55,12 +55,10 @@ IMAGE = "summary.png"
 def exp_show(repo=".", rev=None):
     """The parsed `dvc exp show --json` of the repository at `repo`: the experiments of
     commit `rev` (default HEAD)."""
-    done = subprocess.run([sys.executable, "-m", "dvc", "exp", "show", "--json",
-                           *(["--rev", rev] if rev else [])], cwd=repo,
-                          capture_output=True, text=True)
-    if done.returncode:
-        sys.exit(f"dvc exp show failed:\n{done.stderr}")
-    return json.loads(done.stdout)
+    # Tried again on a failure or a hang: exp show has hung for good while a temporary
+    # copy of a finishing experiment was being removed (scripts/run_queue.py).
+    return json.loads(read("exp", "show", "--json", *(["--rev", rev] if rev else []),
+                           timeout_s=300, cwd=repo))
 
 
 def flatten(tree, prefix=""):

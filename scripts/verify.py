@@ -38,6 +38,7 @@ TOLERANCES = {
 }
 EXACT = ("abs", 0)  # any other metric must be equal: give it a tolerance above if it may move
 COLUMNS = ("file", "metric", "committed", "workspace", "difference", "tolerance", "ok")
+DVC_TIMEOUT_S = 600
 
 
 def cannot_compare(message):
@@ -47,7 +48,12 @@ def cannot_compare(message):
 
 def dvc(*args, check=True):
     """A DVC command run by this Python; by default its failure ends this script."""
-    done = subprocess.run([sys.executable, "-m", "dvc", *args], capture_output=True, text=True)
+    try:  # `dvc status` hashes the data once on a fresh clone: seconds, not minutes
+        done = subprocess.run([sys.executable, "-m", "dvc", *args], capture_output=True,
+                              text=True, timeout=DVC_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        cannot_compare(f"`dvc {' '.join(args)}` did not finish in {DVC_TIMEOUT_S} s; run it "
+                       "yourself to see why")
     if check and done.returncode != 0:
         cannot_compare(f"`dvc {' '.join(args)}` failed: {' '.join(done.stderr.split())}")
     return done

@@ -28,7 +28,8 @@ KILLED = {
 def killed_write(target, kind):
     """Start a write of `target` in another process and kill -9 it inside the block."""
     code = f"import os, signal\ntarget = {str(target)!r}\n" + KILLED[kind]
-    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT)  # cwd: this checkout's sae
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT,  # cwd: this checkout's sae
+                          timeout=120)
     assert done.returncode == -9
 
 

@@ -221,7 +221,7 @@ def dvc_reading(folder):
     git + DVC repository whose one stage declares every section."""
     from dvc.repo import Repo
     if not (folder / ".dvc").exists():
-        subprocess.run(["git", "init", "-q"], cwd=folder, check=True)
+        subprocess.run(["git", "init", "-q"], cwd=folder, check=True, timeout=60)
         Repo.init(folder)
     sections = ", ".join(DEFAULT_PARAMS)
     (folder / "dvc.yaml").write_text(f"stages:\n  s:\n    cmd: 'true'\n    params: [{sections}]\n")

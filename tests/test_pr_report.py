@@ -46,7 +46,7 @@ def actionlint():
 
 def test_workflow_passes_actionlint_and_runs_the_report_as_a_module():
     done = subprocess.run([actionlint(), str(WORKFLOW)], cwd=ROOT, capture_output=True,
-                          text=True)
+                          text=True, timeout=120)
     assert done.returncode == 0, f"actionlint found problems:\n{done.stdout}{done.stderr}"
     text = WORKFLOW.read_text()
     assert "python -m scripts.pr_report --base" in text and '--run-url "$RUN_URL"' in text

@@ -30,7 +30,7 @@ FILES = ("metrics/lecture/fashion_mnist.json", "metrics/lecture/mnist.json")
 def test_workflow_passes_actionlint():
     workflow = ROOT / ".github" / "workflows" / "sweep.yml"
     done = subprocess.run([actionlint(), str(workflow)], cwd=ROOT, capture_output=True,
-                          text=True)
+                          text=True, timeout=120)
     assert done.returncode == 0, f"actionlint found problems:\n{done.stdout}{done.stderr}"
 
 

@@ -136,7 +136,7 @@ def test_a_spin_count_the_user_sets_wins_over_the_stages_default():
     done = subprocess.run(
         [sys.executable, "-c", "import os, stages; print(os.environ['GOMP_SPINCOUNT'])"],
         cwd=ROOT, env={k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
-        | {"GOMP_SPINCOUNT": "5"}, capture_output=True, text=True, check=True)
+        | {"GOMP_SPINCOUNT": "5"}, capture_output=True, text=True, check=True, timeout=120)
     assert done.stdout.split() == ["5"]
 
 
@@ -145,5 +145,5 @@ def test_stage_package_sets_openmp_defaults_before_torch_is_imported():
     done = subprocess.run(
         [sys.executable, "-c", "import sys, stages; print('torch' in sys.modules)"],
         cwd=ROOT, env={k: v for k, v in os.environ.items() if k != "GOMP_SPINCOUNT"},
-        capture_output=True, text=True, check=True)
+        capture_output=True, text=True, check=True, timeout=120)
     assert done.stdout.split() == ["False"]
