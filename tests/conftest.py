@@ -101,15 +101,30 @@ GENERATED = ("dvc.lock", "metrics", "plots")
 COMMAND_TIMEOUT_S = 900  # a hung command (a DVC queue worker, say) fails its test
 
 
+def command_env():
+    """This environment with the test's Python first on PATH (dvc.yaml calls `python`)."""
+    return dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+                GIT_AUTHOR_NAME="test", GIT_AUTHOR_EMAIL="test@example.invalid",
+                GIT_COMMITTER_NAME="test", GIT_COMMITTER_EMAIL="test@example.invalid")
+
+
 def run(command, cwd):
-    """Run a command with the test's Python first on PATH (dvc.yaml calls `python`)."""
-    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-               GIT_AUTHOR_NAME="test", GIT_AUTHOR_EMAIL="test@example.invalid",
-               GIT_COMMITTER_NAME="test", GIT_COMMITTER_EMAIL="test@example.invalid")
-    done = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True,
+    """Run a command with the test's Python first on PATH; its output, or the test fails."""
+    done = subprocess.run(command, cwd=cwd, env=command_env(), capture_output=True, text=True,
                           timeout=COMMAND_TIMEOUT_S)
     assert done.returncode == 0, f"{command} failed:\n{done.stdout}\n{done.stderr}"
     return done.stdout + done.stderr
+
+
+def answer(command, cwd, timeout_s):
+    """What a command printed on stdout, or None when it failed or took over timeout_s:
+    for polls, where one unanswered read only means "ask again"."""
+    try:
+        done = subprocess.run(command, cwd=cwd, env=command_env(), capture_output=True,
+                              text=True, timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        return None
+    return done.stdout if done.returncode == 0 else None
 
 
 def dvc(*args, cwd):
@@ -163,7 +178,8 @@ def real_data(request):
 def copy_project(destination):
     """The project's tracked and new files, without generated results or tests."""
     listed = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"],
-                            cwd=ROOT, capture_output=True, text=True, check=True).stdout
+                            cwd=ROOT, capture_output=True, text=True, check=True,
+                            timeout=60).stdout
     for name in listed.splitlines():
         if name.split("/")[0] in (*GENERATED, "tests") or not (ROOT / name).is_file():
             continue

@@ -7,19 +7,18 @@ shared through the remotes and pulled into a fresh clone.
 """
 import hashlib
 import json
-import os
 import shutil
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 import yaml
 
 from sae.datasets import DATASETS
-from tests.conftest import (clone_origin, dvc, project_with_remotes, recipe_stages, run,
-                            stages_run, tiny_project)
+from scripts.run_queue import parse_status
+from tests.conftest import (answer, clone_origin, command_env, dvc, project_with_remotes,
+                            recipe_stages, run, stages_run, tiny_project)
 
 LRS = (0.05, 0.2)
 SEQUENTIAL = {0.05: "seq-lr005", 0.2: "seq-lr02"}  # names given with -n
@@ -29,8 +28,13 @@ QUEUE_TIMEOUT_S = 300  # for the live-metrics run, a minute on 2 cores
 def experiments(path):
     """{name: data} for every experiment of HEAD in `dvc exp show --json`: data holds the
     experiment's commit ("rev"), params, metrics, outs, and its queue "executor" (or None)."""
+    return parse_experiments(dvc("exp", "show", "--json", cwd=path))
+
+
+def parse_experiments(text):
+    """experiments() from the JSON that `dvc exp show --json` printed."""
     found = {}
-    for baseline in json.loads(dvc("exp", "show", "--json", cwd=path)):
+    for baseline in json.loads(text):
         for exp in baseline.get("experiments") or []:
             # A running experiment can list more than one rev for a moment, its newest first
             # (as scripts/experiments.py reads it), and its data can be null while DVC
@@ -161,6 +165,34 @@ def test_pushed_experiment_can_be_pulled_applied_and_checked_out_in_a_clone(
 
 LIVE = "plots/lecture/mnist/pretrain_layer1/metrics.json"
 LIVE_EPOCHS = 8  # a few seconds each: time enough for several looks
+POLL_TIMEOUT_S = 20  # one read while the queue runs: `exp show` ~2 s, `queue status` ~1 s
+EXP_SHOW = [sys.executable, "-m", "dvc", "exp", "show", "--json"]
+
+
+def experiments_now(path):
+    """experiments(path), or None when `dvc exp show` failed or gave no answer within
+    POLL_TIMEOUT_S. It has hung for good while the queue removed a finishing experiment's
+    temporary repository (pygit2 waiting on a reader thread that had died, issue 21): a
+    poll that meets that is one look without news, not a wait of the suite's 15 minutes."""
+    text = answer(EXP_SHOW, path, POLL_TIMEOUT_S)
+    return None if text is None else parse_experiments(text)
+
+
+def experiments_at_last(path, tries=3):
+    """experiments(path) once the queue is done, tried again after a failed or hung read."""
+    for _ in range(tries):
+        if (found := experiments_now(path)) is not None:
+            return found
+        time.sleep(5)
+    pytest.fail(f"`dvc exp show --json` gave no answer in {tries} tries")
+
+
+def queue_pending(path):
+    """Whether a task is still Queued or Running; True when `dvc queue status` gave no
+    answer in time (keep waiting, within the test's deadline)."""
+    text = answer([sys.executable, "-m", "dvc", "queue", "status"], path, POLL_TIMEOUT_S)
+    tasks = None if text is None else parse_status(text)[0]
+    return tasks is None or any(state in ("Queued", "Running") for _, state in tasks)
 
 
 def epoch_reached(data):
@@ -181,18 +213,27 @@ def test_a_queued_experiment_shows_its_epochs_in_exp_show_while_it_runs(tmp_path
     # Not through dvc(): the worker it starts would hold the captured output open, and the
     # call would return only when the queue is done.
     subprocess.run([sys.executable, "-m", "dvc", "queue", "start"], cwd=path, check=True,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                   env=dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}"
-                                             f"{os.environ['PATH']}"))
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=command_env(),
+                   timeout=120)
     seen_running, deadline = [], time.monotonic() + QUEUE_TIMEOUT_S
-    while time.monotonic() < deadline:
-        slow = experiments(path).get("slow") or {}
+
+    def partial_seen():
+        return any(0 < epoch < LIVE_EPOCHS for epoch in seen_running)
+
+    # Watch `dvc exp show` until it shows a partial epoch count (or the run has ended).
+    while time.monotonic() < deadline and not partial_seen():
+        slow = (experiments_now(path) or {}).get("slow") or {}  # {}: no answer this time
         state = (slow.get("executor") or {}).get("state")
         if state == "running" and epoch_reached(slow):
             seen_running.append(epoch_reached(slow))
-        if state not in ("queued", "running"):
+        if state is not None and state not in ("queued", "running"):
             break
         time.sleep(1)
-    assert state == "success", dvc("queue", "logs", "slow", cwd=path)
-    assert any(0 < epoch < LIVE_EPOCHS for epoch in seen_running), seen_running
-    assert epoch_reached(experiments(path)["slow"]) == LIVE_EPOCHS
+    # Then wait through `dvc queue status`: exp show is the read that hangs while the
+    # queue removes the experiment's temporary repository.
+    while time.monotonic() < deadline and queue_pending(path):
+        time.sleep(2)
+    slow = experiments_at_last(path)["slow"]
+    assert slow["executor"]["state"] == "success", dvc("queue", "logs", "slow", cwd=path)
+    assert partial_seen(), seen_running
+    assert epoch_reached(slow) == LIVE_EPOCHS
