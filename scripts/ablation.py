@@ -31,7 +31,10 @@ epoch). Its runs are named budget-..., apart from the plain ablation's abl-... o
 
 --resume makes --out's ablation.csv the study's bank: its rows are kept and their runs (and
 finished experiments of the same names) are not run again; this call's other runs are added.
-A long study can so be run a few seeds at a time, over several sessions.
+A long study can so be run a few seeds at a time, over several sessions. A study stopped
+half-way (its process killed, or the queue given up on: scripts/run_queue.py says what to
+do) resumes with the same command: runs still queued or running are waited for, not queued
+again, and failed ones are queued again.
 
 writes, in --out: ablation.csv (one row per arm, recipe, dataset, label budget and seed),
 ablation_summary.csv (mean, std, count over seeds and the half-width of the mean's 95 %
@@ -260,8 +263,8 @@ def main(argv=None):
     kept = banked(out / "ablation.csv") if args.resume else pd.DataFrame(columns=KEY)
     if not args.collect_only:
         done = {run_name(*key, args.early_stopping) for key in kept[KEY].values.tolist()}
-        if args.resume:
-            done |= set(experiments.finished(names))
+        if args.resume:  # finished, or still in the queue of a study that was stopped
+            done |= set(experiments.finished(names)) | experiments.in_queue(names)
         experiments.remove_earlier([name for name in names if name not in done])
         queue(p, [run for run, name in zip(study, names) if name not in done],
               args.early_stopping)

@@ -70,16 +70,17 @@ def test_resume_runs_only_what_the_table_lacks_and_keeps_the_rest(monkeypatch, t
            for run in [*study[:1], earlier_seed]]
     pd.DataFrame(old).to_csv(tmp_path / "ablation.csv", index=False)
     queued = []
+    still_running = ablation.run_name(*study[-1], True)  # left by a study that was killed
     monkeypatch.setattr(experiments, "finished", lambda names: {})
+    monkeypatch.setattr(experiments, "in_queue", lambda names: {still_running} & set(names))
     monkeypatch.setattr(experiments, "remove_earlier", lambda names: None)
     monkeypatch.setattr(experiments, "run_queue", lambda jobs: None)
     monkeypatch.setattr(experiments, "queue", lambda name, sets, target: queued.append(name))
     monkeypatch.setattr(ablation, "collect", lambda names: pd.DataFrame(
-        [dict(zip(ablation.KEY, run), test_accuracy=0.9, test_nll=0.3) for run in study
-         if ablation.run_name(*run, True) in queued]))
+        [dict(zip(ablation.KEY, run), test_accuracy=0.9, test_nll=0.3) for run in study[1:]]))
     ablation.main(["--resume", "--early-stopping", "--recipes", "tuned", "--arms", "greedy",
                    "--labels", "100", "--seeds", "0", "1", "--out", str(tmp_path)])
-    assert queued == [ablation.run_name(*run, True) for run in study[1:]]
+    assert queued == [ablation.run_name(*run, True) for run in study[1:-1]]  # waited for
     table = pd.read_csv(tmp_path / "ablation.csv")
     assert len(table) == len(study) + 1 and 7 in table.seed.values
     banked = table[(table.dataset == study[0][2]) & (table.seed == study[0][4])]
