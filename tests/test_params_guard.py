@@ -2,17 +2,15 @@
 stage (an edit; a `dvc exp run -S` that DVC refuses on the running repro's lock, after it has
 rewritten params.yaml) stops the stage before it writes, so neither dvc.lock nor the run
 cache pairs the new values with a model trained on the old ones."""
-import os
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 import yaml
 
 from sae import params
-from tests.conftest import ROOT, dvc, params_with, stages_run, tiny_project
+from tests.conftest import ROOT, command_env, dvc, params_with, stages_run, tiny_project
 
 STAGE = "pretrain_layer1@lecture-mnist"
 MODEL = "models/lecture/mnist/layer1.pt"
@@ -65,10 +63,6 @@ def test_a_new_or_removed_key_is_a_change(tmp_path):
 
 # ------------------------------------------------- through real DVC, while the stage runs
 
-def environment():
-    return dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
-
-
 @pytest.fixture
 def slow_project(tmp_path, real_data):
     """A tiny project whose layer-1 stage takes some seconds: 60 epochs in batches of 1."""
@@ -83,7 +77,7 @@ def while_the_stage_trains(path, change):
     """Start `dvc repro STAGE`, call change() once its first epoch is logged (params read,
     training under way), and return the repro's exit status and output."""
     repro = subprocess.Popen([sys.executable, "-m", "dvc", "repro", STAGE], cwd=path,
-                             env=environment(), stdout=subprocess.PIPE,
+                             env=command_env(), stdout=subprocess.PIPE,
                              stderr=subprocess.STDOUT, text=True)
     try:
         deadline = time.monotonic() + RUN_TIMEOUT_S
@@ -130,7 +124,7 @@ def test_an_experiment_refused_on_the_lock_stops_the_running_stage(slow_project)
     def experiment():
         # DVC writes the experiment's params into the workspace, then finds the repro's lock.
         done = subprocess.run([sys.executable, "-m", "dvc", "exp", "run", "-S", f"{LR}=0.2",
-                               STAGE], cwd=slow_project, env=environment(),
+                               STAGE], cwd=slow_project, env=command_env(),
                               capture_output=True, text=True, timeout=RUN_TIMEOUT_S)
         refused.append(done)
 
