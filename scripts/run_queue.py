@@ -99,9 +99,15 @@ def read(*args, timeout_s=READ_TIMEOUT_S, tries=READ_TRIES, cwd=None):
 
 def start_workers(count, env=None):
     """Workers numbered 1 to `count` that are not running; they inherit `env`."""
-    subprocess.run([sys.executable, "-m", "dvc", "queue", "start", "-j", str(count)],
-                   stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                   stderr=subprocess.DEVNULL, env=env, check=True, timeout=START_TIMEOUT_S)
+    command = [sys.executable, "-m", "dvc", "queue", "start", "-j", str(count)]
+    try:
+        started = subprocess.run(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                 stderr=subprocess.DEVNULL, env=env, timeout=START_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        started = None
+    if started is None or started.returncode != 0:
+        sys.exit(f"error: `dvc queue start -j {count}` failed or hung; run it yourself to "
+                 f"see why, then {RESUME}")
 
 
 def parse_status(text):

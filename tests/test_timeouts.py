@@ -101,3 +101,10 @@ def test_no_process_is_alive_where_dvc_recorded_none(tmp_path, monkeypatch):
     (tmp_path / "sub").mkdir()
     monkeypatch.chdir(tmp_path / "sub")  # found from a subfolder of the repository too
     assert run_queue.runs_alive()
+
+
+def test_workers_that_do_not_start_end_in_one_line(monkeypatch):
+    fake_dvc(monkeypatch, subprocess.TimeoutExpired(["dvc"], run_queue.START_TIMEOUT_S))
+    with pytest.raises(SystemExit, match=r"^error: `dvc queue start -j 1` failed or hung; "
+                       r"run it yourself to see why, then re-run the same command"):
+        run_queue.run(1)
