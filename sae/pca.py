@@ -16,7 +16,16 @@ def fit(images):
     x = images.double()
     mean = x.mean(0)
     centred = x - mean
-    _, vectors = torch.linalg.eigh(centred.T @ centred)  # eigenvalues in ascending order
+    covariance = centred.T @ centred  # MKL's strict mode: the same bits on any thread count
+    # LAPACK's eigensolver is outside that mode: on 2 threads its last bits differed from
+    # 1 thread's, and between two machines; on one thread LAPACK agreed across machines
+    # (scripts/cpu_fingerprint.py, svd). 784 x 784 takes well under a second either way.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        _, vectors = torch.linalg.eigh(covariance)  # eigenvalues in ascending order
+    finally:
+        torch.set_num_threads(threads)
     return {"mean": mean, "components": vectors.flip(1).contiguous()}
 
 

@@ -25,12 +25,9 @@ class TrainingDiverged(RuntimeError):
 def setup(common: Common) -> torch.device:
     """Seed every generator, fix the default dtype, pick the device and make its arithmetic
     repeatable: the same params give the same bits on any thread count."""
-    # MKL reads this at its first call, which has not happened yet in a stage process.
-    # Strict conditional numerical reproducibility fixes how a matrix product's sums are
-    # split, whatever the number of threads (OMP_NUM_THREADS): by default MKL splits a
-    # small product's long sums over its threads, and the classifier's weights then
-    # changed with the thread count.
-    os.environ["MKL_CBWR"] = "AUTO,STRICT"
+    # MKL's and ATen's code paths are pinned before torch loads, by stages/__init__.py:
+    # strict reproducibility there fixes how a matrix product's sums are split over threads
+    # (by default the classifier's weights changed with the thread count).
     torch.manual_seed(common.seed)
     torch.set_default_dtype(DTYPES[common.precision])
     if common.device == "cuda" and not torch.cuda.is_available():

@@ -5,6 +5,7 @@ import torch
 
 from sae import pca
 from sae.model import CheckpointError
+from tests.conftest import run_stage
 
 
 def fitted(n_pixels=784, n_components=784):
@@ -39,3 +40,18 @@ def test_a_pca_that_does_not_fit_is_one_error_naming_the_file(tmp_path, make, ne
     message = str(info.value)
     assert message.startswith(f"{path} is not a PCA written by the reference stage ({problem}")
     assert message.endswith("re-create it with `dvc repro`") and "\n" not in message
+
+
+def test_the_reference_stage_writes_the_same_bits_on_any_thread_count(tmp_path, real_data,
+                                                                      monkeypatch):
+    """LAPACK's eigensolver is outside MKL's strict mode: on 2 threads its last bits differed
+    from 1 thread's (and between two machines) until fit() ran it on one."""
+    written = set()
+    for threads in (1, 2):
+        monkeypatch.setenv("OMP_NUM_THREADS", str(threads))
+        out = tmp_path / f"threads{threads}"
+        done = run_stage("reference", "--dataset", "mnist", "--data", real_data / "mnist",
+                         "--out", out / "pca.pt", "--curve", out / "curve.csv", cwd=tmp_path)
+        assert done.returncode == 0, done.stderr
+        written.add(((out / "pca.pt").read_bytes(), (out / "curve.csv").read_text()))
+    assert len(written) == 1
