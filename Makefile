@@ -53,4 +53,4 @@ verify: setup
 	$(PYTHON) -m scripts.verify
 
 test: setup
-	$(PYTHON) -m pytest -q
+	$(PYTHON) -m pytest -q --durations=15
