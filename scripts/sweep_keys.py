@@ -10,9 +10,17 @@ it works from any project folder, and it imports nothing of this project for tha
 
 --grid takes the sweep workflow's grid (a list with one entry per experiment: a `key=value`
 string or a list of them) and prints it as the matrix, each entry a list; or exits 1.
+
+Every assignment is checked whole, not only its key: it must be one line of printable text, as
+the workflow's run step reads each one as a line (a newline in a value would make a second,
+unchecked `-S`). The options are read with DVC's own parser, so an abbreviation that it
+expands (`--set-p`, `--se`) is found as `--set-param` is.
 """
 import argparse
+import contextlib
+import io
 import json
+import logging.handlers
 import re
 import sys
 from pathlib import Path
@@ -37,6 +45,9 @@ def param_keys(path="params.yaml"):
 def problem(assignment, keys):
     """What is wrong with one `-S` assignment, or None."""
     key, equals, _ = assignment.partition("=")
+    if not assignment.isprintable():  # line breaks, tabs, NUL, other control characters
+        return (f"{assignment!r} is not one line of printable text (it holds "
+                f"{next(c for c in assignment if not c.isprintable())!r}); {ALLOWED}")
     if not equals:
         return f"{assignment!r} is no key=value assignment; {ALLOWED}"
     if not KEY.fullmatch(key):
@@ -47,16 +58,22 @@ def problem(assignment, keys):
 
 
 def set_params(options):
-    """The assignments of `-S`/`--set-param` among `dvc exp run` options."""
-    found, options = [], iter(options)
-    for option in options:
-        if option in ("-S", "--set-param"):
-            found.append(next(options, ""))
-        elif option.startswith("--set-param="):
-            found.append(option.split("=", 1)[1])
-        elif option.startswith("-S"):
-            found.append(option[2:])
-    return found
+    """The assignments of `-S`/`--set-param` among `dvc exp run` options, as DVC's own parser
+    reads them (argparse: `--set-p` is `--set-param`); ValueError if DVC would refuse them."""
+    from dvc.cli import DvcParserError, parse_args  # DVC's parser, not a copy of its rules
+    said = logging.handlers.BufferingHandler(100)  # DVC logs its parser's refusal
+    log = logging.getLogger("dvc")
+    handlers, log.handlers = log.handlers, [said]  # its own print to the real stderr
+    try:  # the usage and help that argparse prints go nowhere
+        with contextlib.redirect_stderr(io.StringIO()), contextlib.redirect_stdout(io.StringIO()):
+            parsed = parse_args(["exp", "run", *options])
+    except (DvcParserError, SystemExit):  # argparse exits on --help, too
+        reason = "; ".join(record.getMessage() for record in said.buffer)
+        raise ValueError(f"`dvc exp run` would refuse the options {' '.join(options)}"
+                         f"{f' ({reason})' if reason else ''}") from None
+    finally:
+        log.handlers = handlers
+    return list(parsed.set_param or [])
 
 
 def grid_points(text):
@@ -78,7 +95,7 @@ def main(argv=None):
     try:
         points = grid_points(args.grid) if args.grid else [set_params(args.options)]
     except ValueError as error:  # json.JSONDecodeError is one
-        sys.exit(f"error: --grid: {error}")
+        sys.exit(f"error: {'--grid: ' if args.grid else ''}{error}")
     keys = param_keys()
     problems = [p for point in points for a in point if (p := problem(a, keys))]
     if problems:
