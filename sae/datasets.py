@@ -64,15 +64,24 @@ def sha256_of(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def read_maybe_gzipped(path: Path) -> bytes:
-    """Bytes of an IDX file, gunzipped when it is stored as .gz; DataError naming a bad .gz."""
-    data = Path(path).read_bytes()
-    if data[:2] != b"\x1f\x8b":
-        return data
-    try:
-        return gzip.decompress(data)
-    except (OSError, EOFError, zlib.error) as error:  # BadGzipFile is an OSError
-        raise DataError(f"{path}: not a valid gzip file ({error})") from None
+def read_maybe_gzipped(path: Path, limit: int) -> bytes:
+    """Bytes of an IDX file, gunzipped when it is stored as .gz, read only up to `limit` (the
+    size the file must have; sizes in DATASETS): DataError naming the file when it holds or
+    expands to more, or is a bad .gz. Memory stays bounded by `limit` whatever the file
+    holds: a .gz of a few megabytes may expand to gigabytes, and is never unpacked whole."""
+    path = Path(path)
+    with open(path, "rb") as f:
+        gzipped = f.read(2) == b"\x1f\x8b"
+        f.seek(0)
+        try:
+            data = (gzip.GzipFile(fileobj=f, mode="rb") if gzipped else f).read(limit + 1)
+        except (OSError, EOFError, zlib.error) as error:  # BadGzipFile is an OSError
+            raise DataError(f"{path}: not a valid gzip file ({error})") from None
+    if len(data) > limit:
+        raise DataError(f"{path}: {'expands to' if gzipped else 'holds'} more than {limit} "
+                        f"bytes (read no further; a .gz is never unpacked beyond the size "
+                        f"its file must have)")
+    return data
 
 
 def encode_idx(array: np.ndarray) -> bytes:

@@ -150,9 +150,10 @@ def folder_source(directory, refs, subfolders=()) -> Source:
 
 
 def _read(path: Path, ref) -> bytes:
-    """A file's bytes, gunzipped; a bad .gz is named with what it should have held."""
+    """A file's bytes, gunzipped, read no further than the size it must have (a gzip bomb is
+    refused after ref.size bytes); a bad .gz is named with what it should have held."""
     try:
-        return read_maybe_gzipped(path)
+        return read_maybe_gzipped(path, ref.size)
     except DataError as error:
         raise VerificationError(f"{error}; expected the uncompressed file to have SHA-256 "
                                 f"{ref.sha256} and {ref.size} bytes") from None

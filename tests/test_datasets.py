@@ -40,7 +40,7 @@ def test_corrupt_gz_is_named(tmp_path):
     path = tmp_path / "train-images-idx3-ubyte.gz"
     path.write_bytes(gzip.compress(b"x" * 1000)[:-8] + bytes(8))
     with pytest.raises(DataError, match=f"^{path}: not a valid gzip file \\(CRC check failed"):
-        read_maybe_gzipped(path)
+        read_maybe_gzipped(path, 1000)
 
 
 @pytest.mark.parametrize("make, what", [(lambda p: None, "does not exist"),
