@@ -24,9 +24,42 @@ def replace_block(text, block, start, end, name="README.md"):
     return text[:begin] + block + text[finish + len(end):]
 
 
+# ASCII characters that can start or end Markdown or HTML markup (emphasis, code, links,
+# images, tags, comments, entities, table cells, GitHub's math, strikethrough, headings,
+# mentions and references): outside a code span each is written as its numeric entity, which
+# Markdown shows as the character and never reads as markup. An underscore between letters or
+# digits (fashion_mnist) starts no emphasis in GitHub's Markdown and stays as it is.
+MARKUP = set("\\`*_{}[]()<>#+!|~&\"'@$")
+# In a backtick code span only these are not literal: a backtick ends it, a pipe ends a table
+# cell, and `<` keeps the marker line of a report (an HTML comment) from appearing in the text.
+NOT_IN_CODE = set("`|<")
+
+
+def markdown_escape(value, context="text"):
+    """Any text (a param value, an experiment or class name, a metric key, a path) made inert
+    where the Markdown of this project puts it, on one line, as the reader should see it:
+    each line break or other unprintable character as its Python escape (`\\n`).
+    context "text": running text or a table cell; "code": a whole code span (a plain backtick
+    span where that is safe, else <code> with entities); "mermaid": a whole quoted Mermaid
+    label (it cannot escape a double quote: one becomes a single quote)."""
+    text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(value))
+    if context == "mermaid":
+        return '"' + text.replace('"', "'") + '"'
+    if context == "code" and not NOT_IN_CODE & set(text) and text.strip() == text and text:
+        return f"`{text}`"
+    entities = "".join(
+        c if c not in MARKUP or c == "_" and 0 < i < len(text) - 1 and text[i - 1].isalnum()
+        and text[i + 1].isalnum() else f"&#{ord(c)};" for i, c in enumerate(text))
+    if context == "code":
+        return f"<code>{entities}</code>"
+    if context == "text":
+        return entities
+    raise ValueError(f"no Markdown context {context!r}: text, code or mermaid")
+
+
 def _quoted(text):
     """A Mermaid string: in double quotes, which it cannot escape inside."""
-    return '"' + str(text).replace('"', "'") + '"'
+    return markdown_escape(text, "mermaid")
 
 
 def xychart(title, x_labels, y_label, y_range, series):

@@ -24,10 +24,11 @@ from sae.atomic import write_text
 from sae.datasets import DATASETS
 from sae.live import HistoryError, history_frame
 from sae.params import PHASES
-from scripts import (accuracy, accuracy_columns, markdown_table, non_negative, prediction95,
-                     read_summary, read_table, xychart)
+from scripts import (accuracy, accuracy_columns, markdown_escape, markdown_table, non_negative,
+                     prediction95, read_summary, read_table, xychart)
 
-# The first line of the comment: the workflow finds its earlier comment by it.
+# The first line of the comment: the workflow finds its earlier comment by it. No text from
+# params, metrics or git reaches the report unescaped (markdown_escape), so none can hold it.
 MARKER = "<!-- stacked-autoencoders report -->"
 # The greedy arm is the pipeline as it runs, so its seed-to-seed spread says how far a re-run
 # with another seed moves: a change outside the 95 % prediction interval of one more run is
@@ -135,6 +136,7 @@ def seed_noise():
 
 def verdict(title, old, new, noise):
     """One line: test accuracy base -> head, and whether the change exceeds seed noise."""
+    title = markdown_escape(title)
     if new is None:
         return f"- **{title}**: no metrics in the workspace (run `dvc repro`)"
     if old is None:
@@ -149,7 +151,7 @@ def verdict(title, old, new, noise):
     where = "within" if abs(change) <= interval else "beyond"
     return line + (f", {where} seed noise (95 % prediction interval of a re-run: "
                    f"±{interval:.2f} points, from a seed std of {std:.2f} over {seeds} seeds, "
-                   f"`{source}`)")
+                   f"{markdown_escape(source, 'code')})")
 
 
 def metrics_table(class_names, metrics, per_class):
@@ -161,7 +163,8 @@ def metrics_table(class_names, metrics, per_class):
             *((f"accuracy of class {name}", [a if a is None else a.get(name) for a in accuracy])
               for name in class_names)]
     return markdown_table(["metric", "base", "head", "change"],
-                          [[key, *cells(key, old, new)] for key, (old, new) in rows])
+                          [[markdown_escape(key), *cells(key, old, new)]
+                           for key, (old, new) in rows])
 
 
 def cells(key, old, new):
@@ -232,16 +235,17 @@ def build_report(base, out, run_url=None):
                                 noise.get((recipe, dataset))))
         per_class = read_sides(base, csvs["per_class"], ("class", "test_accuracy"))
         figures(out, f"{recipe}_{dataset}", title, info.class_names, base, csvs)
-        sections += [f"## {title}", "", metrics_table(info.class_names, found, per_class), "",
+        sections += [f"## {markdown_escape(title)}", "", metrics_table(info.class_names, found, per_class), "",
                      *charts(title, info.class_names,
                              history_sides(base, csvs["finetune_classifier"]), per_class), ""]
-    changed = [[f"`{key}`", f"`{old}`", f"`{new}`"]
+    changed = [[markdown_escape(text, "code") for text in (key, old, new)]
                for keys in dvc_diff("params", base).values() for key, (old, new) in keys.items()]
-    where = f"the artifact `pr-report` of [this workflow run]({run_url})" if run_url else (
+    where = (f"the artifact `pr-report` of [this workflow run]({markdown_escape(run_url)})"
+             if run_url else
         "the PNG files beside this report")
     return "\n".join([
         MARKER, "# Stacked autoencoders: pull-request report", "",
-        f"Base `{base}` → head (this branch after `dvc repro`). Seed noise: the 95 % "
+        f"Base {markdown_escape(base, 'code')} → head (this branch after `dvc repro`). Seed noise: the 95 % "
         "prediction interval of one re-run with another seed, t(0.975, n−1) · s · √(1 + 1/n), "
         f"from the std s of test accuracy over the n seeds of the {NOISE_ARM} arm with all "
         "labels (each line names its study's summary); a change outside it is beyond seed "

@@ -21,8 +21,8 @@ import pandas as pd
 from sae.datasets import DATASETS
 from sae.live import history_frame
 from sae.params import PHASES
-from scripts import (SUMMARY_COLUMNS, accuracy, accuracy_columns, binomial95, markdown_table,
-                     non_negative, read_summary, read_table, replace_block)
+from scripts import (SUMMARY_COLUMNS, accuracy, accuracy_columns, binomial95, markdown_escape,
+                     markdown_table, non_negative, read_summary, read_table, replace_block)
 
 START, END = "<!-- results:start -->", "<!-- results:end -->"
 LEARN_START, LEARN_END = "<!-- learn:start -->", "<!-- learn:end -->"
@@ -120,7 +120,8 @@ def fashion_mnist_rows(run):
              run.accuracy(1, 2)),
             final_row(run, "–", "80.83 %"),
             ("weakest classes", "–", "Shirt 26.6 %, Coat 66.0 %",
-             ", ".join(f"{name} {100 * a:.1f} %" for name, a in weakest.items()))]
+             ", ".join(f"{markdown_escape(name)} {100 * a:.1f} %"
+                       for name, a in weakest.items()))]
 
 
 LECTURE_ROWS = {"mnist": mnist_rows, "fashion_mnist": fashion_mnist_rows}

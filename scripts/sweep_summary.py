@@ -35,7 +35,8 @@ from matplotlib.lines import Line2D  # noqa: E402
 
 from sae.atomic import write_text  # noqa: E402
 from sae.plots import save_png  # noqa: E402
-from scripts import accuracy, is_number, markdown_table, non_negative  # noqa: E402
+from scripts import (accuracy, is_number, markdown_escape, markdown_table,  # noqa: E402
+                     non_negative)
 from scripts.run_queue import read  # noqa: E402
 
 HEADLINE = {"test_accuracy": "test accuracy", "test_nll": "test NLL"}
@@ -225,8 +226,8 @@ def markdown(table, swept, image):
     baseline = names[names["baseline"]]["experiment"].tolist()
     lines = ["# Sweep summary", "",
              f"{len(names) - len(baseline)} experiments of baseline "
-             f"{', '.join(f'`{b}`' for b in baseline) or '(none)'}; swept: "
-             f"{', '.join(f'`{p}`' for p in swept) or 'nothing'}.", "",
+             f"{', '.join(markdown_escape(b, 'code') for b in baseline) or '(none)'}; swept: "
+             f"{', '.join(markdown_escape(p, 'code') for p in swept) or 'nothing'}.", "",
              f"Flags: **collapsed**: test accuracy <= {100 * COLLAPSED_ACCURACY:.0f} % or test "
              f"NLL > {COLLAPSED_NLL:g}; **diverged**: no metrics, a stage failed "
              "(`dvc queue logs <exp>` says why).", ""]
@@ -235,22 +236,26 @@ def markdown(table, swept, image):
         lines += ["**selected**: per recipe and dataset, the run with the best validation "
                   "accuracy (fine-tuning's last epoch, on the held-out training images); the "
                   "test set plays no part in the choice.", ""]
-        lines += [f"Best for the **{recipe}** recipe as a whole (mean validation accuracy over "
-                  f"its datasets): **{experiment}**, {fmt(mean, True)}."
+        lines += [f"Best for the **{markdown_escape(recipe)}** recipe as a whole (mean "
+                  f"validation accuracy over its datasets): **{markdown_escape(experiment)}**, "
+                  f"{fmt(mean, True)}."
                   for recipe, (experiment, mean) in recipe_choices(table).items()] + [""]
     if image:
         lines += [f"![headline metrics against the swept params]({image})", ""]
-    header = ["experiment", *swept, *HEADLINE.values(),
+    header = ["experiment", *map(markdown_escape, swept), *HEADLINE.values(),
               *([TITLES[VALIDATION], "selected"] if validated else []), "flag"]
     for path, group in table.groupby("metrics", sort=False):
-        rows = [[f"**{row['experiment']}** (baseline)" if row["baseline"] else row["experiment"],
-                 *(fmt(row[p]) for p in swept), fmt(row["test_accuracy"], True),
+        name = markdown_escape  # every name and value from DVC is text to show, not Markdown
+        rows = [[f"**{name(row['experiment'])}** (baseline)" if row["baseline"]
+                 else name(row["experiment"]),
+                 *(name(fmt(row[p])) for p in swept), fmt(row["test_accuracy"], True),
                  fmt(row["test_nll"]),
                  *([fmt(row[VALIDATION], True), "**selected**" if row["selected"] else ""]
                    if validated else []),
                  f"**{row['flag']}**" if row["flag"] else ""]
                 for row in group.to_dict("records")]
-        lines += [f"## {label(path)}", "", f"`{path}`", "", markdown_table(header, rows), ""]
+        lines += [f"## {markdown_escape(label(path))}", "", markdown_escape(path, "code"), "",
+                  markdown_table(header, rows), ""]
     return "\n".join(lines)
 
 
