@@ -12,6 +12,7 @@ import numpy as np
 IMAGE_SIDE = 28
 IMAGE_SIZE = IMAGE_SIDE * IMAGE_SIDE
 IDX_UBYTE = 0x08  # IDX element type code for unsigned bytes
+TRAIN_IMAGES = 60000  # in the training set of either dataset (train-images: 16 + 60000 * 784 bytes)
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from dvc.exceptions import DvcException
 from dvc.utils.serialize import load_yaml
 
-from sae.datasets import DATASETS, IMAGE_SIZE
+from sae.datasets import DATASETS, IMAGE_SIZE, TRAIN_IMAGES
 
 PARAMS_FILE = "params.yaml"  # DVC's default params file, at the repository root
 ACTIVATIONS = ("tanh", "sigmoid", "relu", "identity")
@@ -170,11 +170,17 @@ SPLIT_SCHEMA = {"validation": _integer(0)}
 _SECTION_TYPES = {"common": Common, "download": Download, "evaluate": Evaluate}
 
 
-def _fail(key, value, allowed):
+def _fail(key, value, allowed, ok=None):
+    """ParamsError naming the key, the value and what is allowed; `ok`, the rule's check,
+    tells whether the value written as an integer would pass."""
     hint = ""
     if isinstance(value, str) and _is_number(value):
         # Quoted ("0.1"), or a word Python reads as a number but YAML does not (inf, nan).
         hint = " (YAML reads it as text: write a number without quotes, e.g. 0.001 or 1e-3)"
+    elif ok is not None and isinstance(value, float) and value.is_integer() and ok(int(value)):
+        # YAML 1.2 reads 1e3 (and 1000.0) as a float, which no integer key accepts.
+        hint = (f" (an integer: YAML reads 1e3 or 1000.0 as a float, {value!r}; "
+                f"write {int(value)})")
     raise ParamsError(f"{PARAMS_FILE}: {key} = {value!r} is not allowed; expected {allowed}{hint}")
 
 
@@ -205,7 +211,7 @@ def _check_section(where, schema, given, make):
     _check_keys(where, given, schema)
     for key, (ok, allowed) in schema.items():
         if not ok(given[key]):
-            _fail(f"{where}.{key}", given[key], allowed)
+            _fail(f"{where}.{key}", given[key], allowed, ok)
     return make(**{k: tuple(v) if isinstance(v, list) else v for k, v in given.items()})
 
 
@@ -253,8 +259,21 @@ def parse(raw) -> Params:
         _fail("datasets", raw["datasets"], _DATASETS[1])
     shared = {name: _check_section(name, schema, raw[name], _SECTION_TYPES[name])
               for name, schema in SHARED.items()}
-    return Params(datasets=tuple(raw["datasets"]), **shared,
-                  recipes={name: _check_recipe(name, raw[name]) for name in recipes}, raw=raw)
+    checked = {name: _check_recipe(name, raw[name]) for name in recipes}
+    for name, recipe in checked.items():
+        _check_split(name, recipe.split, shared["common"])
+    return Params(datasets=tuple(raw["datasets"]), **shared, recipes=checked, raw=raw)
+
+
+def _check_split(name, split: Split, common: Common):
+    """The validation part must leave training images to learn from: fewer than the
+    training images that common.train_limit keeps (every one of TRAIN_IMAGES when 0)."""
+    limit = min(common.train_limit or TRAIN_IMAGES, TRAIN_IMAGES)
+    if split.validation >= limit:
+        kept = ("training images common.train_limit keeps" if limit < TRAIN_IMAGES
+                else "training images")
+        _fail(f"{name}.split.validation", split.validation,
+              f"fewer than the {limit} {kept}, so that some are left to train on")
 
 
 def load(path=PARAMS_FILE) -> Params:

@@ -73,19 +73,28 @@ def load_data(data_dir, common, device, part: str, split: Split = Split(validati
     return images.to(device, DTYPES[common.precision]), labels.to(device)
 
 
-def labelled_subset(images, labels, count: int, seed: int):
+def labelled_subset(images, labels, count: int, seed: int, key="finetune_classifier.labels"):
     """`count` of the images with their labels, count / 10 from each class, drawn by `seed`
     (so every arm that shares the seed fine-tunes on the same images), in their original
-    order; all of them when count is 0."""
+    order; all of them when count is 0. Too large a count is a ParamsError naming `key` (the
+    dotted key, with its recipe) and the bound its smallest class sets."""
     if count == 0:
         return images, labels
     per_class, draw, chosen = count // N_CLASSES, torch.Generator().manual_seed(seed), []
+    counts = torch.bincount(labels.cpu(), minlength=N_CLASSES)[:N_CLASSES]
+    smallest = int(counts.argmin())
+    have = int(counts[smallest])
+    if have < per_class:
+        # The bound is set by the smallest class (MNIST's first 50,000 images: class 5), and
+        # is itself accepted: a multiple of 10 that every class can give a tenth of.
+        bound = (f"at most {N_CLASSES * have} ({N_CLASSES} times that class's {have})" if have
+                 else "0 (all labels): no class-balanced subset lacks a class")
+        found = (f"only {have} of class {smallest}, its smallest (of {len(labels)} images)"
+                 if have else f"no image of class {smallest}")
+        raise ParamsError(f"{PARAMS_FILE}: {key} = {count} needs {per_class} images of each "
+                          f"class, but the training part has {found}; expected {bound}")
     for label in range(N_CLASSES):
         members = (labels.cpu() == label).nonzero().flatten()
-        if len(members) < per_class:
-            raise ParamsError(f"{PARAMS_FILE}: finetune_classifier.labels = {count} needs "
-                              f"{per_class} images of class {label}, but the training part "
-                              f"has {len(members)}; expected at most {N_CLASSES * len(members)}")
         chosen.append(members[torch.randperm(len(members), generator=draw)[:per_class]])
     index = torch.cat(chosen).sort().values.to(labels.device)
     return images.index_select(0, index), labels.index_select(0, index)

@@ -22,7 +22,7 @@ def main(argv=None):
     device = setup(p.common)
     images, labels = labelled_subset(
         *load_data(args.data, p.common, device, "train", recipe.split), phase.labels,
-        p.common.seed)
+        p.common.seed, key=f"{args.recipe}.finetune_classifier.labels")
     held_out = "validation" if recipe.split.validation else "test"
     scored_images, scored_labels = load_data(args.data, p.common, device, held_out, recipe.split)
     prefix = {"validation": "val", "test": "test"}[held_out]  # the logged columns' prefix

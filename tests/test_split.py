@@ -150,8 +150,8 @@ def test_another_seed_draws_other_labelled_images(project, seen):
 def test_more_labels_than_a_class_has_is_one_clear_error():
     labels = torch.tensor([0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 0])
     with pytest.raises(params.ParamsError, match=r"finetune_classifier.labels = 20 needs 2 "
-                                                 r"images of class 1, but the training part "
-                                                 r"has 1"):
+                                                 r"images of each class, but the training part "
+                                                 r"has only 1 of class 1, its smallest"):
         train.labelled_subset(torch.zeros(11, 1), labels, 20, seed=0)
 
 

@@ -88,7 +88,8 @@ def test_a_stage_given_data_that_is_not_its_dataset_stops_with_one_line(
 # ---------------------------------------------------------------- checkpoints and histories
 
 
-SMALL = {"common.device": "cpu", "common.train_limit": 20, "common.test_limit": 20}
+SMALL = {"common.device": "cpu", "common.train_limit": 20, "common.test_limit": 20,
+         "tuned.split.validation": 5}  # fewer than train_limit keeps
 
 
 @pytest.fixture

@@ -157,6 +157,7 @@ def run_pretrain_layer1(project, data):
 # Stages check that --data holds the dataset --dataset names, so they train on the real
 # files, limited to a few images.
 SMALL = {"common.device": "cpu", "common.train_limit": 40, "common.test_limit": 20,
+         "tuned.split.validation": 10,  # fewer than train_limit keeps (params.py)
          "lecture.pretrain_layer1.epochs": 2, "lecture.pretrain_layer1.batch_size": 10}
 
 
