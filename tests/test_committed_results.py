@@ -1,8 +1,11 @@
-"""Every committed file under plots/ and metrics/ has a writer: a stage output that dvc.yaml
-declares, or a table or figure of a committed study script. A moved or renamed output then
-cannot leave its old copy behind, where a reader would take it for a current result."""
+"""Every committed result has a writer: each file under plots/ and metrics/ is a stage output
+that dvc.yaml declares or a table or figure of a committed study script, and each dvc.lock
+entry a stage of dvc.yaml. A moved or renamed output then cannot leave its old copy behind,
+where a reader would take it for a current result."""
 import re
 import subprocess
+
+import yaml
 from pathlib import Path, PurePosixPath
 
 from tests.conftest import ROOT
@@ -19,13 +22,17 @@ def committed_results():
     return [PurePosixPath(name) for name in listed.splitlines()]
 
 
-def declared_outputs():
-    """Every output path of every stage in dvc.yaml (outs, metrics, plots), as DVC reads it."""
+def stages():
+    """The stages of dvc.yaml, as DVC reads them (matrix stages expanded)."""
     from dvc.repo import Repo
 
     with Repo(str(ROOT)) as repo:
-        return {PurePosixPath(Path(str(out)).as_posix())
-                for stage in repo.index.stages for out in stage.outs}
+        return list(repo.index.stages)
+
+
+def declared_outputs():
+    """Every output path of every stage in dvc.yaml (outs, metrics, plots)."""
+    return {PurePosixPath(Path(str(out)).as_posix()) for stage in stages() for out in stage.outs}
 
 
 def study_folders():
@@ -56,3 +63,10 @@ def test_the_check_knows_the_studies_and_the_stage_outputs():
             PurePosixPath("plots/reconstruction/epochs30")} <= study_folders()
     assert {"ablation_summary.csv", "gain_summary.csv", "summary.md"} <= study_file_names()
     assert PurePosixPath("metrics/lecture/mnist.json") in declared_outputs()
+
+
+def test_dvc_lock_records_only_stages_that_dvc_yaml_defines():
+    """DVC keeps a removed or renamed stage's entry in dvc.lock: results of another pipeline,
+    which `dvc status` never checks again."""
+    locked = yaml.safe_load((ROOT / "dvc.lock").read_text())["stages"]
+    assert set(locked) == {stage.addressing for stage in stages()}
