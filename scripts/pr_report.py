@@ -110,6 +110,45 @@ def read_sides(base, path, columns=()):
             for where, s in sources.items()]
 
 
+def sides_text(base, path):
+    """{where: text} of `path` at `base` (from git) and in the workspace, for the sides that
+    have it; text None where its bytes are no UTF-8."""
+    done = subprocess.run(["git", "show", f"{base}:{path}"], capture_output=True,
+                          timeout=GIT_TIMEOUT_S)
+    sides = {f"{path} at {base}": done.stdout if done.returncode == 0 else None,
+             f"{path} (workspace)": Path(path).read_bytes() if Path(path).is_file() else None}
+    texts = {}
+    for where, data in sides.items():
+        if data is not None:
+            try:
+                texts[where] = data.decode()
+            except UnicodeDecodeError:
+                texts[where] = None
+    return texts
+
+
+def check_readable(base, metrics_files, params_files):
+    """Stop in one line naming the file when a metrics file (a JSON object) or a params file
+    (a YAML mapping) on either side exists but cannot be read: DVC's diffs would show it as
+    absent ("no metrics at the base", every param "changed from None")."""
+    from ruamel.yaml import YAML  # DVC's own YAML reader
+    for kind, paths in (("metrics", metrics_files), ("params", params_files)):
+        for path in sorted(set(paths)):
+            for where, text in sides_text(base, path).items():
+                try:
+                    if text is None:
+                        raise ValueError("not UTF-8 text")
+                    value = json.loads(text) if kind == "metrics" else YAML(typ="safe").load(text)
+                    if not isinstance(value, dict) and not (kind == "params" and value is None):
+                        raise ValueError(f"a {type(value).__name__}, not a mapping")
+                except Exception as error:  # JSON's, ruamel's (several kinds), ours
+                    reason = " ".join(str(error).split())[:200]
+                    sys.exit(f"error: {where} " + (
+                        f"is no metrics file, as it is not a JSON object ({reason})"
+                        if kind == "metrics" else f"cannot be read as a params file ({reason})")
+                        + "; fix or restore it there, then run the report again")
+
+
 def checked_metrics(found, path, base):
     """`dvc metrics diff` of one metrics file, {key: (old, new)}, every value checked: an
     accuracy in [0, 1], any other metric a number >= 0; one line of error otherwise."""
@@ -225,9 +264,12 @@ def axis(series):
 
 def build_report(base, out, run_url=None):
     """The text of report.md; draws the PNG figures into `out` on the way."""
-    metrics, noise = dvc_diff("metrics", base, "--all"), seed_noise()
+    metrics, params, noise = dvc_diff("metrics", base, "--all"), dvc_diff("params", base), \
+        seed_noise()
+    runs = list(evaluations())
+    check_readable(base, [*metrics, *(run[2] for run in runs)], ["params.yaml", *params])
     verdicts, sections = [], []
-    for recipe, dataset, metrics_file, csvs in evaluations():
+    for recipe, dataset, metrics_file, csvs in runs:
         info = DATASETS[dataset]
         found = checked_metrics(metrics.get(metrics_file, {}), metrics_file, base)
         title = f"{info.title}, {recipe}"
@@ -239,7 +281,7 @@ def build_report(base, out, run_url=None):
                      *charts(title, info.class_names,
                              history_sides(base, csvs["finetune_classifier"]), per_class), ""]
     changed = [[markdown_escape(text, "code") for text in (key, old, new)]
-               for keys in dvc_diff("params", base).values() for key, (old, new) in keys.items()]
+               for keys in params.values() for key, (old, new) in keys.items()]
     where = (f"the artifact `pr-report` of [this workflow run]({markdown_escape(run_url)})"
              if run_url else
         "the PNG files beside this report")

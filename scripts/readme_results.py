@@ -38,8 +38,7 @@ class Run:
     def __init__(self, root, recipe, dataset):
         folder = Path(root, "plots", recipe, dataset)
         self.metrics = read_metrics(Path(root, "metrics", recipe, f"{dataset}.json"))
-        self.history = {p: accuracy_columns(history_frame(folder / p), folder / p)
-                        for p in PHASES}
+        self.history = {p: checked_history(folder / p) for p in PHASES}
         per_class = read_table(folder / "per_class.csv", ("class", "test_accuracy"),
                                dtype={"class": str})
         self.per_class = accuracy_columns(per_class, folder / "per_class.csv").set_index(
@@ -64,6 +63,17 @@ class Run:
 
     def accuracy(self, *epochs):
         return self.at("finetune_classifier", "test_accuracy", *epochs, digits=2, scale=100)
+
+
+def checked_history(folder):
+    """The per-epoch tables of a DVCLive folder, each value checked: accuracies in [0, 1], the
+    other columns (losses, MSEs) numbers >= 0; one line naming the table otherwise."""
+    frame = accuracy_columns(history_frame(folder), folder)
+    for column in frame.columns:
+        if not column.endswith("accuracy"):
+            for value in frame[column]:
+                non_negative(value, folder / "plots" / "metrics" / f"{column}.tsv", column)
+    return frame
 
 
 def read_metrics(path):

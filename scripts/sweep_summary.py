@@ -34,6 +34,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 
 from sae.atomic import write_text  # noqa: E402
+from sae.datasets import DATASETS  # noqa: E402
 from sae.plots import save_png  # noqa: E402
 from scripts import (accuracy, is_number, markdown_escape, markdown_table,  # noqa: E402
                      non_negative)
@@ -81,9 +82,21 @@ def run_record(entry, name, baseline, state):
         prefix = "" if file == "params.yaml" else f"{file}:"
         params.update({prefix + k: v for k, v in flatten(content.get("data") or {}).items()})
     metrics = {} if state == "failed" or state in PENDING else {
-        path: content.get("data") or {} for path, content in (data.get("metrics") or {}).items()}
+        path: content.get("data") or {} for path, content in (data.get("metrics") or {}).items()
+        if not stale(path, params)}
     return {"experiment": name, "rev": entry["rev"][:7], "baseline": baseline, "state": state,
             "params": params, "metrics": metrics}
+
+
+def stale(path, params):
+    """Whether the metrics file `path` is of a dataset that the run's params.yaml does not
+    list in `datasets`: no stage of that run wrote it (committed results of an earlier
+    setting), so it is no result of the run (as scripts.verify leaves such files out)."""
+    listed = params.get("datasets")
+    if not isinstance(listed, list):
+        return False
+    parts = {*Path(path).parts, Path(path).stem}
+    return any(name in parts for name in DATASETS if name not in listed)
 
 
 def runs(shown):
