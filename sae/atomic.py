@@ -108,10 +108,13 @@ def check_writable(path):
                 folder.rmdir()
 
 
-def check_folder_output(path):
-    """OutputError unless `path` is new or a folder of plain files only: a folder that holds
-    subfolders or links (say, data/ with the datasets) is not a folder a stage writes, and is
-    never written into."""
+def check_folder_output(path, own=None):
+    """OutputError unless `path` is new or a folder that this stage writes: without `own`, a
+    folder of plain files only (a folder that holds subfolders or links, say data/ with the
+    datasets, is not one a stage writes); with `own(relative path, path)`, which says
+    whether a file or subfolder is one the stage writes there (a DVCLive folder's
+    metrics.json and plots/metrics/<name>.tsv), a folder of nothing else. A link, the folder
+    itself or anything in it, is never written through."""
     path = Path(path)
     if not os.path.lexists(path):
         return
@@ -119,12 +122,31 @@ def check_folder_output(path):
         what = "a symbolic link" if path.is_symlink() else "not a folder"
         raise OutputError(f"cannot write the folder {path}: it exists and is {what}; give a "
                           f"folder of its own")
-    foreign = sorted(entry.name for entry in path.iterdir()
-                     if entry.is_symlink() or not entry.is_file())
+    if own is None:
+        foreign = sorted(entry.name for entry in path.iterdir()
+                         if entry.is_symlink() or not entry.is_file())
+        if foreign:
+            raise OutputError(f"refusing to write into {path}: it holds {_some(foreign)} "
+                              f"(subfolders or links), so it is not a folder this stage "
+                              f"writes; give a folder of its own")
+        return
+    foreign = []
+    for folder, subfolders, names in os.walk(path):  # links are listed, never followed
+        for name in sorted([*subfolders, *names]):
+            entry = Path(folder, name)
+            relative = entry.relative_to(path).as_posix()
+            if entry.is_symlink() or not own(relative, entry):
+                foreign.append(relative)
+        subfolders[:] = [name for name in subfolders
+                         if Path(folder, name).relative_to(path).as_posix() not in foreign]
     if foreign:
-        raise OutputError(f"refusing to write into {path}: it holds {', '.join(foreign[:4])}"
-                          f"{', ...' if len(foreign) > 4 else ''} (subfolders or links), so it "
-                          f"is not a folder this stage writes; give a folder of its own")
+        raise OutputError(f"refusing to write into {path}: it holds {_some(sorted(foreign))}, "
+                          f"which this stage does not write, so it is not a folder of this "
+                          f"stage's; give a folder of its own")
+
+
+def _some(names):
+    return f"{', '.join(names[:4])}{', ...' if len(names) > 4 else ''}"
 
 
 def remove_stale(path: Path):

@@ -26,7 +26,9 @@ def parse_args(description, argv, *paths, recipe=True, dataset=True, folders=())
     only. The recipe is checked against params.yaml when the stage loads its params.
     Before any work: every output (OUTPUTS; `folders` names those that are folders) must be
     writable and must not be, hold or lie inside an input, params.yaml or another output;
-    a stage that reads --data checks that it holds the dataset --dataset names."""
+    an existing output folder must be one the stage writes (`folders` maps a folder to the
+    own() of sae.atomic.check_folder_output, or lists folders of plain files); a stage that
+    reads --data checks that it holds the dataset --dataset names."""
     parser = argparse.ArgumentParser(description=description)
     if dataset:
         parser.add_argument("--dataset", required=True, choices=sorted(DATASETS))
@@ -37,8 +39,9 @@ def parse_args(description, argv, *paths, recipe=True, dataset=True, folders=())
     args = parser.parse_args(argv)
     named = {f"--{path}": getattr(args, path.replace("-", "_")) for path in paths}
     outputs = {option: value for option, value in named.items() if option[2:] in OUTPUTS}
+    folders = folders if isinstance(folders, dict) else dict.fromkeys(folders)
     check_outputs(outputs, {**named, PARAMS_FILE: PARAMS_FILE},
-                  [f"--{folder}" for folder in folders])
+                  {f"--{folder}": own for folder, own in folders.items()})
     if "data" in paths:
         verify_data_dir(args.data, args.dataset)
     return args
@@ -46,7 +49,9 @@ def parse_args(description, argv, *paths, recipe=True, dataset=True, folders=())
 
 def check_outputs(outputs, named, folders=()):
     """OutputError unless each output {option: path} is writable, is not, holds or lies in
-    any other of the `named` paths, and, for the `folders`, is new or a folder of files."""
+    any other of the `named` paths, and, for the `folders` ({option: own or None}), is new
+    or a folder of the files the stage writes there (sae.atomic.check_folder_output)."""
+    folders = folders if isinstance(folders, dict) else dict.fromkeys(folders)
     for option, value in outputs.items():
         if not value:
             raise OutputError(f"{option} is empty; expected the path of the file or folder "
@@ -59,7 +64,7 @@ def check_outputs(outputs, named, folders=()):
                                   f"overwrite an input, params.yaml or another output")
         check_writable(value)
         if option in folders:
-            check_folder_output(value)
+            check_folder_output(value, folders[option])
 
 
 def _overlap(output: Path, other: Path):

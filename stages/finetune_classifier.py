@@ -7,7 +7,7 @@ probe); labels = N fine-tunes on N labelled images, N / 10 of each class; keep =
 the weights of the epoch with the best validation accuracy (early stopping), not the last."""
 from sae import params, stage
 from sae.evaluation import classification_scores
-from sae.live import epoch_logger
+from sae.live import CLASSIFIER, epoch_logger, written_by
 from sae.model import (CheckpointError, StackedNet, check_architecture, classifier,
                        load_checkpoint, save_checkpoint)
 from sae.train import (TrainingDiverged, classification_loss, fit, labelled_subset, load_data,
@@ -15,7 +15,8 @@ from sae.train import (TrainingDiverged, classification_loss, fit, labelled_subs
 
 
 def main(argv=None):
-    args = stage.parse_args(__doc__, argv, "data", "stacked", "model", "live")
+    args = stage.parse_args(__doc__, argv, "data", "stacked", "model", "live",
+                            folders={"live": written_by(CLASSIFIER)})
     p = params.load()
     recipe = p.recipe(args.recipe)
     phase = recipe.finetune_classifier

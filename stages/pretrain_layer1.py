@@ -1,12 +1,13 @@
 """Stage 2: train the 784-400-784 autoencoder on the training images."""
 from sae import params, stage
-from sae.live import epoch_logger
+from sae.live import AUTOENCODER, epoch_logger, written_by
 from sae.model import autoencoder, save_checkpoint
 from sae.train import TrainingDiverged, fit, load_data, reconstruction_loss, setup
 
 
 def main(argv=None):
-    args = stage.parse_args(__doc__, argv, "data", "model", "live")
+    args = stage.parse_args(__doc__, argv, "data", "model", "live",
+                            folders={"live": written_by(AUTOENCODER)})
     p = params.load()
     recipe = p.recipe(args.recipe)
     phase = recipe.pretrain_layer1

@@ -3,14 +3,15 @@ autoencoder and train the whole 784-400-256-400-784 network, as the lecture does
 With stack_layer2.init = random the same network starts from fresh weights instead: the
 deep autoencoder trained end to end, the lecture's other way to stack."""
 from sae import params, stage
-from sae.live import epoch_logger
+from sae.live import AUTOENCODER, epoch_logger, written_by
 from sae.model import (CheckpointError, StackedNet, check_architecture, load_checkpoint,
                        save_checkpoint, stack)
 from sae.train import TrainingDiverged, fit, load_data, reconstruction_loss, setup
 
 
 def main(argv=None):
-    args = stage.parse_args(__doc__, argv, "data", "layer1", "model", "live")
+    args = stage.parse_args(__doc__, argv, "data", "layer1", "model", "live",
+                            folders={"live": written_by(AUTOENCODER)})
     p = params.load()
     recipe = p.recipe(args.recipe)
     phase = recipe.stack_layer2
