@@ -113,8 +113,11 @@ def read_sides(base, path, columns=()):
 def sides_text(base, path):
     """{where: text} of `path` at `base` (from git) and in the workspace, for the sides that
     have it; text None where its bytes are no UTF-8."""
-    done = subprocess.run(["git", "show", f"{base}:{path}"], capture_output=True,
-                          timeout=GIT_TIMEOUT_S)
+    try:
+        done = subprocess.run(["git", "show", f"{base}:{path}"], capture_output=True,
+                              timeout=GIT_TIMEOUT_S)
+    except ValueError:  # a NUL in the name: no revision of git has it
+        done = subprocess.CompletedProcess([], 1, b"", b"")
     sides = {f"{path} at {base}": done.stdout if done.returncode == 0 else None,
              f"{path} (workspace)": Path(path).read_bytes() if Path(path).is_file() else None}
     texts = {}
