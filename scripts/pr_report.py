@@ -22,7 +22,7 @@ from dvc.repo import Repo
 from sae import evaluation, plots
 from sae.atomic import write_text
 from sae.datasets import DATASETS
-from sae.live import HistoryError, history_frame
+from sae.live import HistoryError, MissingHistory, history_frame
 from sae.params import PHASES
 from scripts import (accuracy, accuracy_columns, markdown_escape, markdown_table, non_negative,
                      prediction95, read_summary, read_table, xychart)
@@ -93,8 +93,10 @@ def history_sides(base, tables):
 def history(folder, where):
     try:
         frame = history_frame(folder)
-    except HistoryError:  # no tables: the side has no such run
+    except MissingHistory:  # no tables: the side has no such run
         return None
+    except HistoryError as error:  # tables a report must not believe: one line, no report
+        sys.exit(f"error: {where}: {' '.join(str(error).split())}")
     return accuracy_columns(frame.reset_index(), where)
 
 

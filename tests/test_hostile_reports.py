@@ -94,3 +94,12 @@ def test_a_negative_mse_in_a_dvclive_table_never_reaches_the_readme(results):  #
     assert str(stop.value) == (f"error: {table}: train_loss is -0.1007; it must be a finite "
                                "number >= 0")
     assert "old tables" in (results / "README.md").read_text()  # nothing written
+
+
+def test_a_broken_history_table_ends_the_report_in_one_line_not_as_no_run(tmp_path):
+    tables = tmp_path / "plots" / "metrics"
+    tables.mkdir(parents=True)
+    (tables / "train_loss.tsv").write_text("step\ttrain_loss\n1\t0.5\n1\t0.4\n")  # repeated
+    with pytest.raises(SystemExit, match=r"error: the base's tables: .*train_loss.tsv"):
+        pr_report.history(tmp_path, "the base's tables")
+    assert pr_report.history(tmp_path / "absent", "no run there") is None
