@@ -17,6 +17,7 @@ import yaml
 
 from sae import download
 from sae.datasets import DATASETS, IdxFile, encode_idx, sha256_of
+from tests.s3 import s3_server  # noqa: F401  (the session S3 server of issue 23)
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_PARAMS = yaml.safe_load((ROOT / "params.yaml").read_text())
