@@ -62,17 +62,22 @@ def _quoted(text):
     return markdown_escape(text, "mermaid")
 
 
-def xychart(title, x_labels, y_label, y_range, series):
+def xychart(title, x_labels, y_label, y_range, series, x_title=None):
     """A Mermaid `xychart-beta` block, which GitHub draws in comments without any image host.
     `series` holds (kind, colour, values): kind "line" or "bar", values one per x label (a
-    shorter list covers the first labels). xychart-beta has no legend: say in the title or
-    beside the chart which colour is which."""
+    shorter list covers the first labels). `x_labels` as a `range` (of integers, step 1) makes
+    a numeric x axis, which Mermaid labels with a handful of round ticks (its values must then
+    be one per number of the range). xychart-beta has no legend: say in the title or beside
+    the chart which colour is which."""
     palette = ", ".join(colour for _, colour, _ in series)
+    named = f"{_quoted(x_title)} " if x_title is not None else ""
+    axis = (f"{x_labels.start} --> {x_labels.stop - 1}" if isinstance(x_labels, range) else
+            f"[{', '.join(map(_quoted, x_labels))}]")
     return "\n".join([
         "```mermaid",
         f'%%{{init: {{"themeVariables": {{"xyChart": {{"plotColorPalette": "{palette}"}}}}}}}}%%',
         "xychart-beta", f"    title {_quoted(title)}",
-        f"    x-axis [{', '.join(map(_quoted, x_labels))}]",
+        f"    x-axis {named}{axis}",
         f"    y-axis {_quoted(y_label)} {y_range[0]:g} --> {y_range[1]:g}",
         *(f"    {kind} [{', '.join(f'{v:.2f}' for v in values)}]" for kind, _, values in series),
         "```"])

@@ -11,6 +11,7 @@ base's plot files are read from git.
 import argparse
 import io
 import json
+import math
 import subprocess
 import sys
 import tempfile
@@ -41,6 +42,8 @@ NOISE_ARM = "greedy"
 # Class names are text: MNIST's "0" must not be read as the number 0.
 CLASS_COLUMNS = {column: str for column in ("class", "actual", "predicted")}
 COLOURS = ("#9e9e9e", "#1f77b4")  # base grey, head blue, as in the PNG curves
+BAND = "#f28e2b"  # orange: the base's last value +- the seed-noise interval
+BAND_EPOCHS = 10  # up to this many epochs each is a label; beyond, a numeric axis's few ticks
 LIVE_TABLES = ("plots", "metrics")  # where in a DVCLive folder its per-epoch tables are
 DVC_TIMEOUT_S = 600  # `dvc metrics diff` / `params diff`: seconds, minutes on a cold clone
 GIT_TIMEOUT_S = 60  # one git read of a small file
@@ -72,6 +75,63 @@ def evaluations():
         yield (recipe, dataset, str(next(p for p in paths if p.suffix == ".json")),
                {**{p.stem: str(p) for p in paths if p.suffix == ".csv"},
                 **{p.parents[1].name: str(p) for p in paths if p.parts[-2:] == LIVE_TABLES}})
+
+
+def base_text(base, path):
+    """The text of `path` at revision `base`, from git; None where the base has no such file
+    (or git cannot name it: a NUL in the revision)."""
+    try:
+        done = subprocess.run(["git", "show", f"{base}:{path}"], capture_output=True,
+                              text=True, timeout=GIT_TIMEOUT_S)
+    except ValueError:
+        return None
+    return done.stdout if done.returncode == 0 else None
+
+
+def base_name(base):
+    """The base as the comment names it: its ref and its short commit, as code."""
+    try:
+        done = subprocess.run(["git", "rev-parse", "--verify", "--quiet", "--short=7",
+                               f"{base}^{{commit}}"], capture_output=True, text=True,
+                              timeout=GIT_TIMEOUT_S)
+    except ValueError:  # a NUL in the name
+        done = subprocess.CompletedProcess([], 1, "", "")
+    name = markdown_escape(base, "code")
+    commit = done.stdout.strip()
+    return f"{name} at {markdown_escape(commit, 'code')}" if done.returncode == 0 and commit \
+        else name
+
+
+def lock_stages(text):
+    """{stage: entry} of a dvc.lock's text; {} for none."""
+    from ruamel.yaml import YAML  # DVC's own YAML reader
+    try:
+        lock = YAML(typ="safe").load(text) if text else None
+    except Exception:  # a broken lock on either side: nothing can be said unchanged
+        return {}
+    stages = lock.get("stages") if isinstance(lock, dict) else None
+    return stages if isinstance(stages, dict) else {}
+
+
+def re_run(base, runs):
+    """The (recipe, dataset) pairs of `runs` re-run on this branch: those whose stages'
+    entries in dvc.lock (every stage named "<stage>@<recipe>-<dataset>") differ from the
+    base's, or that the base's dvc.lock does not hold (a first pull request)."""
+    old = lock_stages(base_text(base, "dvc.lock"))
+    path = Path("dvc.lock")
+    new = lock_stages(path.read_text() if path.is_file() else None)
+    changed = set()
+    for recipe, dataset in runs:
+        names = {n for n in (*old, *new) if n.partition("@")[2] == f"{recipe}-{dataset}"}
+        if not names or any(n not in old or old[n] != new.get(n) for n in names):
+            changed.add((recipe, dataset))
+    return changed
+
+
+def not_re_run(title, datasets):
+    """The one line of a recipe, or a recipe's datasets, that this branch did not re-run."""
+    shown = f" ({', '.join(map(markdown_escape, datasets))})" if datasets else ""
+    return f"- **{markdown_escape(title)}**{shown}: not re-run on this branch: unchanged"
 
 
 def history_sides(base, tables):
@@ -206,9 +266,16 @@ def metrics_table(class_names, metrics, per_class):
     rows = [*sorted(metrics.items(), key=lambda item: (not item[0].startswith("test"), item[0])),
             *((f"accuracy of class {name}", [a if a is None else a.get(name) for a in accuracy])
               for name in class_names)]
-    return markdown_table(["metric", "base", "head", "change"],
-                          [[markdown_escape(key), *cells(key, old, new)]
-                           for key, (old, new) in rows])
+    changed = [(key, sides) for key, sides in rows if sides[0] != sides[1]]
+    same = ", ".join(markdown_escape(key) for key, sides in rows if sides[0] == sides[1])
+    if not changed:
+        return f"All {len(rows)} rows unchanged ({same})."
+    table = markdown_table(["metric", "base", "head", "change"],
+                           [[markdown_escape(key), *cells(key, old, new)]
+                            for key, (old, new) in changed])
+    folded = len(rows) - len(changed)
+    return table + (f"\n\n{folded} more row{'s' * (folded > 1)} unchanged ({same})."
+                    if folded else "")
 
 
 def cells(key, old, new):
@@ -242,62 +309,99 @@ def figures(out, name, title, class_names, base, csvs):
                                     confusion(rows, class_names), class_names, f"{title}, {side}")
 
 
-def charts(title, class_names, history, per_class):
-    """Mermaid charts of one evaluation: fine-tuning test accuracy per epoch, base and head
-    as lines; accuracy per class, head as bars and base as a line."""
-    curves = [("line", c, 100 * h[plots.held_out_accuracy(h.columns)]) for h, c in zip(history, COLOURS)
-              if h is not None]
-    epochs = max((h.epoch for h in history if h is not None), key=len, default=[])
+def charts(title, class_names, history, per_class, interval=None):
+    """Mermaid charts of one evaluation: accuracy per fine-tuning epoch on the split the
+    recipe scores after each epoch (validation or test), base and head as lines, with the
+    base's last value +- `interval` (points: the seed noise) as a band where it is known; test
+    accuracy per class, head as bars and base as a line. Each y range is fitted to its data."""
+    sides = [h for h in history if h is not None]
+    column = plots.held_out_accuracy(sides[0].columns) if sides else "test_accuracy"
+    split = "validation" if column == "val_accuracy" else "test"
+    curves = [("line", c, list(100 * h[plots.held_out_accuracy(h.columns)]))
+              for h, c in zip(history, COLOURS) if h is not None]
+    epochs = max((list(h.epoch) for h in sides), key=len, default=[])
+    if interval is not None and history[0] is not None and len(curves) == 2 and epochs:
+        last = curves[0][2][-1]
+        curves = [("line", BAND, [last + sign * interval] * len(epochs)) for sign in (-1, 1)] \
+            + curves
+    numeric = len(epochs) > BAND_EPOCHS and epochs == list(range(1, len(epochs) + 1)) and \
+        all(len(values) == len(epochs) for _, _, values in curves)
     accuracy = [None if s is None else s.set_index("class").test_accuracy.reindex(class_names)
                 for s in per_class]
     bars = [(kind, c, 100 * a) for kind, c, a in zip(("line", "bar"), COLOURS, accuracy)
             if a is not None and a.notna().all()]
-    return [xychart(f"{title}: held-out accuracy per epoch", epochs, "accuracy (%)",
-                    axis(curves), curves) if curves else
+    band = (" Orange: the base's last value ± the 95 % prediction interval of a re-run "
+            f"(±{interval:.2f} points, seed noise)." if len(curves) == 4 else "")
+    return [xychart(f"{title}: {split} accuracy per epoch",
+                    range(1, len(epochs) + 1) if numeric else epochs, f"{split} accuracy (%)",
+                    axis(curves), curves, x_title="epoch") if curves else
             "_No fine-tuning history on either side._", "",
             xychart(f"{title}: test accuracy per class", class_names, "test accuracy (%)",
-                    axis(bars), bars[::-1]) if bars else
+                    axis(bars), bars[::-1], x_title="class") if bars else
             "_No accuracy per class on either side._", "",
-            "_Base grey, head blue; per class, the head as bars and the base as a line._"]
+            "_Base grey, head blue; per class, the head as bars and the base as a line." + band
+            + "_"]
 
 
 def axis(series):
-    """The y range of percentages: from 10 points below the lowest value (floored to tens)."""
-    lowest = min((min(values, default=100) for _, _, values in series), default=0)
-    return max(0, 10 * (lowest // 10) - 10), 100
+    """The y range of percentages fitted to the values: a tenth of their span (at least 0.1
+    points) beyond each end, rounded outwards to whole points (to tenths for a span under
+    5 points), within 0-100; all of 0-100 without values."""
+    values = [v for _, _, vs in series for v in vs]
+    if not values:
+        return 0, 100
+    low, high = min(values), max(values)
+    pad = max(0.1 * (high - low), 0.1)
+    step = 1 if high - low + 2 * pad > 5 else 0.1
+    return (max(0, round(math.floor((low - pad) / step + 1e-9) * step, 1)),
+            min(100, round(math.ceil((high + pad) / step - 1e-9) * step, 1)))
 
 
 def build_report(base, out, run_url=None):
-    """The text of report.md; draws the PNG figures into `out` on the way."""
+    """The text of report.md: what changed. A recipe or dataset this branch did not re-run is
+    one line; a re-run one gets its verdict, the rows that changed (the rest as a count) and
+    its charts. Draws the re-run ones' PNG figures into `out` on the way."""
     metrics, params, noise = dvc_diff("metrics", base, "--all"), dvc_diff("params", base), \
         seed_noise()
     runs = list(evaluations())
     check_readable(base, [*metrics, *(run[2] for run in runs)], ["params.yaml", *params])
+    ran = re_run(base, [(recipe, dataset) for recipe, dataset, *_ in runs])
     verdicts, sections = [], []
-    for recipe, dataset, metrics_file, csvs in runs:
-        info = DATASETS[dataset]
-        found = checked_metrics(metrics.get(metrics_file, {}), metrics_file, base)
-        title = f"{info.title}, {recipe}"
-        verdicts.append(verdict(title, *found.get("test_accuracy", (None, None)),
-                                noise.get((recipe, dataset))))
-        per_class = read_sides(base, csvs["per_class"], ("class", "test_accuracy"))
-        figures(out, f"{recipe}_{dataset}", title, info.class_names, base, csvs)
-        sections += [f"## {markdown_escape(title)}", "", metrics_table(info.class_names, found, per_class), "",
-                     *charts(title, info.class_names,
-                             history_sides(base, csvs["finetune_classifier"]), per_class), ""]
+    for recipe in dict.fromkeys(recipe for recipe, *_ in runs):
+        mine = [run for run in runs if run[0] == recipe]
+        if not any((recipe, dataset) in ran for _, dataset, *_ in mine):
+            verdicts.append(not_re_run(recipe, [DATASETS[d].title for _, d, *_ in mine]))
+            continue
+        for _, dataset, metrics_file, csvs in mine:
+            info = DATASETS[dataset]
+            title = f"{info.title}, {recipe}"
+            if (recipe, dataset) not in ran:
+                verdicts.append(not_re_run(title, []))
+                continue
+            found = checked_metrics(metrics.get(metrics_file, {}), metrics_file, base)
+            verdicts.append(verdict(title, *found.get("test_accuracy", (None, None)),
+                                    noise.get((recipe, dataset))))
+            per_class = read_sides(base, csvs["per_class"], ("class", "test_accuracy"))
+            figures(out, f"{recipe}_{dataset}", title, info.class_names, base, csvs)
+            spread = noise.get((recipe, dataset))
+            interval = None if spread is None else prediction95(100 * spread[0], int(spread[1]))
+            sections += [f"## {markdown_escape(title)}", "",
+                         metrics_table(info.class_names, found, per_class), "",
+                         *charts(title, info.class_names,
+                                 history_sides(base, csvs["finetune_classifier"]), per_class,
+                                 interval), ""]
     changed = [[markdown_escape(text, "code") for text in (key, old, new)]
                for keys in params.values() for key, (old, new) in keys.items()]
     where = (f"the artifact `pr-report` of [this workflow run]({markdown_escape(run_url)})"
-             if run_url else
-        "the PNG files beside this report")
+             if run_url else "the PNG files beside this report")
+    figures_line = ([f"Training curves and confusion matrices of what was re-run: {where}.", ""]
+                    if ran else [])
     return "\n".join([
         MARKER, "# Stacked autoencoders: pull-request report", "",
-        f"Base {markdown_escape(base, 'code')} → head (this branch after `dvc repro`). Seed noise: the 95 % "
-        "prediction interval of one re-run with another seed, t(0.975, n−1) · s · √(1 + 1/n), "
-        f"from the std s of test accuracy over the n seeds of the {NOISE_ARM} arm with all "
-        "labels (each line names its study's summary); a change outside it is beyond seed "
-        "noise.",
-        "", *verdicts, "", f"All training curves and both confusion matrices: {where}.", "",
+        f"Base {base_name(base)} → head (this branch after `dvc repro`). A change beyond "
+        "seed noise is outside the 95 % prediction interval of one re-run with another "
+        "seed (how: `docs/pull-request-reports.md`).",
+        "", *verdicts, "", *figures_line,
         "## Params", "",
         markdown_table(["param", "base", "head"], changed) if changed else "No params changed.",
         "", *sections])
@@ -312,6 +416,9 @@ def main(argv=None):
     if args.out.exists() and not args.out.is_dir():
         sys.exit(f"error: --out {args.out} is a file; name a folder (created if missing)")
     args.out.mkdir(parents=True, exist_ok=True)
+    ignore = args.out / ".gitignore"  # the report is no source: `git add -A` leaves it out
+    if not ignore.exists():
+        write_text(ignore, "# written by scripts.pr_report: nothing here is committed\n*\n")
     text = build_report(args.base, args.out, args.run_url)
     write_text(args.out / "report.md", text.rstrip() + "\n")
     print(f"wrote {args.out / 'report.md'}")
