@@ -322,8 +322,8 @@ def charts(title, class_names, history, per_class, interval=None):
     epochs = max((list(h.epoch) for h in sides), key=len, default=[])
     if interval is not None and history[0] is not None and len(curves) == 2 and epochs:
         last = curves[0][2][-1]
-        curves = [("line", BAND, [last + sign * interval] * len(epochs)) for sign in (-1, 1)] \
-            + curves
+        curves = [("line", BAND, [min(100, max(0, last + sign * interval))] * len(epochs))
+                  for sign in (-1, 1)] + curves  # within 0-100, where accuracies are
     numeric = len(epochs) > BAND_EPOCHS and epochs == list(range(1, len(epochs) + 1)) and \
         all(len(values) == len(epochs) for _, _, values in curves)
     accuracy = [None if s is None else s.set_index("class").test_accuracy.reindex(class_names)

@@ -9,6 +9,7 @@ One repository, a copy of the session's reproduced tiny project, serves the end-
              summary: the head.
 """
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -65,8 +66,8 @@ def test_charts_are_one_mermaid_block_each_base_grey_head_blue():
     assert curves.splitlines()[1:] == [
         '%%{init: {"themeVariables": {"xyChart": {"plotColorPalette": "#9e9e9e, #1f77b4"}}}}%%',
         "xychart-beta",
-        '    title "MNIST, lecture: held-out accuracy per epoch"',
-        '    x-axis ["1", "2", "3"]', '    y-axis "accuracy (%)" 40 --> 100',
+        '    title "MNIST, lecture: test accuracy per epoch"',  # the split, by name
+        '    x-axis "epoch" ["1", "2", "3"]', '    y-axis "test accuracy (%)" 46 --> 94',
         "    line [50.00, 80.00, 90.00]", "    line [50.00, 80.00]", "```"]
     assert classes.startswith("```mermaid\n") and classes.endswith("\n```")
     assert '"plotColorPalette": "#1f77b4"' in classes  # no base: the head's bars alone
@@ -74,6 +75,79 @@ def test_charts_are_one_mermaid_block_each_base_grey_head_blue():
     assert legend.startswith("_Base grey, head blue")
     assert pr_report.charts("t", ["a"], [None, None], [None, None])[0:3:2] == [
         "_No fine-tuning history on either side._", "_No accuracy per class on either side._"]
+
+
+def test_long_histories_get_a_numeric_epoch_axis_a_fitted_range_and_the_noise_band():
+    epochs = range(1, 51)
+    base = pd.DataFrame({"epoch": epochs, "val_accuracy": [0.97 + 0.0003 * e for e in epochs]})
+    head = base.assign(val_accuracy=base.val_accuracy + 0.001)
+    curves = pr_report.charts("MNIST, tuned", ["a"], [base, head], [None, None],
+                              interval=0.18)[0].splitlines()
+    assert curves[3] == '    title "MNIST, tuned: validation accuracy per epoch"'
+    # Mermaid labels a numeric axis with a handful of round ticks, not 50 labels
+    assert curves[4] == '    x-axis "epoch" 1 --> 50'
+    low, high = map(float, re.fullmatch(r'    y-axis "validation accuracy \(%\)" (\S+) --> (\S+)',
+                                        curves[5]).groups())
+    # fitted to the data (97.03-98.60 %) and the band (98.50 +- 0.18), not 10 points below
+    assert 96.5 <= low < 97.03 and 98.68 < high <= 99.0, curves[5]
+    # the band first (drawn under the runs): the base's last value +- the interval, in orange
+    assert curves[1] == ('%%{init: {"themeVariables": {"xyChart": {"plotColorPalette": '
+                         '"#f28e2b, #f28e2b, #9e9e9e, #1f77b4"}}}}%%')
+    lines = [line for line in curves if line.startswith("    line ")]
+    assert [set(line[10:-1].split(", ")) for line in lines[:2]] == [{"98.32"}, {"98.68"}]
+    assert [len(line.split(", ")) for line in lines] == [50] * 4
+
+
+def test_a_fitted_range_keeps_a_little_room_and_never_passes_0_or_100():
+    assert pr_report.axis([("line", "c", [50.0, 90.0])]) == (46, 94)
+    assert pr_report.axis([("line", "c", [99.5, 99.9])]) == (99.4, 100)
+    assert pr_report.axis([("bar", "c", [0.0, 3.0])]) == (0, 3.3)
+    assert pr_report.axis([]) == (0, 100)
+
+
+def test_unchanged_rows_fold_into_a_count():
+    metrics = {"test_accuracy": (0.9, 0.91), "test_nll": (0.3, 0.3),
+               "reconstruction_mse.layer1": (0.06, 0.06)}
+    per_class = [pd.DataFrame({"class": ["0", "1"], "test_accuracy": [0.9, 0.8]}),
+                 pd.DataFrame({"class": ["0", "1"], "test_accuracy": [0.95, 0.8]})]
+    table = pr_report.metrics_table(["0", "1"], metrics, per_class)
+    rows = [line for line in table.splitlines() if line.startswith("| ")]
+    assert [row.split(" | ")[0] for row in rows[2:]] == ["| test_accuracy",
+                                                          "| accuracy of class 0"]
+    assert table.endswith("\n\n3 more rows unchanged (test_nll, reconstruction_mse.layer1, "
+                          "accuracy of class 1).")
+    same = pr_report.metrics_table(["0"], {"test_accuracy": (0.9, 0.9)}, [per_class[0]] * 2)
+    assert same == "All 2 rows unchanged (test_accuracy, accuracy of class 0)."
+
+
+def test_stages_whose_lock_entries_match_the_base_were_not_re_run(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    lock = {"schema": "2.0", "stages": {
+        "download@mnist": {"cmd": "a"},
+        "finetune_classifier@lecture-mnist": {"cmd": "b", "params": {"lr": 0.1}},
+        "evaluate@lecture-mnist": {"cmd": "c"}, "evaluate@tuned-mnist": {"cmd": "d"}}}
+    head = {**lock, "stages": {**lock["stages"], "finetune_classifier@lecture-mnist": {
+        "cmd": "b", "params": {"lr": 0.2}}}}
+    (tmp_path / "dvc.lock").write_text(yaml.safe_dump(head))
+    monkeypatch.setattr(pr_report, "base_text", lambda base, path: yaml.safe_dump(lock))
+    assert pr_report.re_run("main", [("lecture", "mnist"), ("tuned", "mnist")]) == {
+        ("lecture", "mnist")}
+    monkeypatch.setattr(pr_report, "base_text", lambda base, path: None)  # a first PR
+    assert pr_report.re_run("main", [("lecture", "mnist"), ("tuned", "mnist")]) == {
+        ("lecture", "mnist"), ("tuned", "mnist")}
+
+
+def test_the_verdict_of_a_run_not_re_run_says_so():
+    assert pr_report.not_re_run("tuned", ["MNIST", "Fashion-MNIST"]) == (
+        "- **tuned** (MNIST, Fashion-MNIST): not re-run on this branch: unchanged")
+
+
+def test_the_base_is_named_by_ref_and_short_commit():
+    short = subprocess.run(["git", "rev-parse", "--short=7", "HEAD"], cwd=ROOT,
+                           capture_output=True, text=True, timeout=60).stdout.strip()
+    assert pr_report.base_name("HEAD") == f"`HEAD` at `{short}`"
+    assert pr_report.base_name("no-such-ref-\x00") == "<code>no-such-ref-\\x00</code>" or \
+        pr_report.base_name("no-such-ref-\x00").startswith("`no-such-ref-")
 
 
 def test_verdict_weighs_the_change_against_the_prediction_interval_of_a_re_run():
@@ -161,31 +235,39 @@ def check_comment(text, folder, charts):
     return pngs
 
 
-def test_report_shows_the_lr_change_and_weighs_each_accuracy_change(repo):
+def test_report_shows_what_the_lr_change_changed_and_only_that(repo):
     text, folder = report(repo, "HEAD", "report")
     assert re.search(r"^\| `lecture\.finetune_classifier\.lr` +\| `0\.1` +\| `0\.2` +\|$", text,
                      re.MULTILINE), text
     assert text.count("finetune_classifier.lr") == 1, text
+    short = run(["git", "rev-parse", "--short=7", "HEAD"], repo).strip()
+    assert f"Base `HEAD` at `{short}` → head" in text
     for recipe in RECIPES:
+        if recipe != "lecture":  # not re-run: one line, no section, no figures
+            titles = ", ".join(info.title for info in DATASETS.values())
+            assert (f"- **{recipe}** ({titles}): not re-run on this branch: unchanged"
+                    in text.splitlines()), text
+            assert f", {recipe}" not in text, text
+            continue
         for dataset, info in DATASETS.items():
             path = f"metrics/{recipe}/{dataset}.json"
             new = json.loads((repo / path).read_text())["test_accuracy"]
             old = json.loads(run(["git", "show", f"HEAD:{path}"], repo))["test_accuracy"]
             change = round(100 * (new - old), 2) + 0.0
+            where = "within" if dataset == "fashion_mnist" or change == 0 else "beyond"
             line = (f"- **{info.title}, {recipe}**: test accuracy {100 * old:.2f} % → "
-                    f"{100 * new:.2f} %: {change:+.2f} points, ")
-            if recipe != "lecture":
-                line += "seed noise unknown"
-            else:
-                where = "within" if dataset == "fashion_mnist" or change == 0 else "beyond"
-                line += f"{where} seed noise (95 % prediction interval of a re-run: ±"
+                    f"{100 * new:.2f} %: {change:+.2f} points, {where} seed noise (95 % "
+                    "prediction interval of a re-run: ±")
             assert line in text, f"no verdict {line!r} in:\n{text}"
-            for name in info.class_names:
-                assert f"| accuracy of class {name} " in text
-    assert "| metric | base | head | change |" in text
-    assert check_comment(text, folder, 2 * len(RECIPES) * len(DATASETS)) == sorted(
-        f"{r}_{d}_{kind}.png" for r in RECIPES for d in DATASETS
+            assert f"## {info.title}, {recipe}" in text
+            for name in info.class_names:  # a row, or named among the unchanged
+                assert f"accuracy of class {name}" in text
+    assert "| +0 |" not in text  # unchanged rows are folded into a count
+    assert check_comment(text, folder, 2 * len(DATASETS)) == sorted(
+        f"lecture_{d}_{kind}.png" for d in DATASETS
         for kind in ("curves", "confusion_base", "confusion_head"))
+    # the report folder ignores itself: `git add -A` commits none of it
+    assert run(["git", "status", "--porcelain", "--", "report"], repo).strip() == ""
 
 
 def test_report_on_a_base_without_metrics_says_so_and_draws_the_head(repo):
@@ -197,18 +279,39 @@ def test_report_on_a_base_without_metrics_says_so_and_draws_the_head(repo):
     assert len(pngs) == 2 * len(RECIPES) * len(DATASETS)  # curves and the head's confusion
 
 
-def test_every_mermaid_block_of_the_comment_renders_in_chromium(repo, tmp_path):
-    """Mermaid's own parser and renderer, in a headless browser, as GitHub draws them."""
+def test_the_comment_and_the_plots_page_render_in_chromium(repo, tmp_path):
+    """As a person sees them: every Mermaid block of the comment renders (Mermaid's own
+    parser and renderer, in headless Chromium, as GitHub draws them), the comment renders
+    as a page with its charts, and `dvc plots diff` of the same branch, on the project's
+    page template, draws every chart with local Vega. The screenshots go to tmp_path, or
+    to $SAE_SCREENSHOTS where set, to be looked at."""
     if render_mermaid.browser() is None:
         pytest.skip("no Chromium on PATH (Debian: apt-get install chromium)")
     if render_mermaid.mermaid_script() is None:
-        pytest.skip("no mermaid.min.js: `npm install --no-save mermaid` in the repository "
+        pytest.skip("no mermaid.min.js: `npm install --no-save mermaid@11` in the repository "
                     "root, or set MERMAID_JS to its path")
+    shots = Path(os.environ.get("SAE_SCREENSHOTS", tmp_path))
+    shots.mkdir(parents=True, exist_ok=True)
     text, _ = report(repo, "HEAD", "report_rendered")
     blocks = render_mermaid.mermaid_blocks(text)
     assert render_mermaid.render(blocks) == ["ok"] * len(blocks)
     # and a broken block is caught, so that "ok" means something
     assert render_mermaid.render(["xychart-beta\n    line [1, 2"])[0].startswith("error: ")
+    assert render_mermaid.render_markdown(text, shots / "comment.png") == ["ok"] * len(blocks)
+    assert matplotlib.image.imread(shots / "comment.png").shape[1] == 920
+    if render_mermaid.vega_scripts() is None:
+        pytest.skip("no Vega: `npm install --no-save vega@5 vega-lite@5 vega-embed@6` in the "
+                    "repository root")
+    page = ROOT / ".dvc" / "plots" / "page.html"
+    run([sys.executable, "-m", "dvc", "plots", "diff", "HEAD", "--html-template", str(page),
+         "-o", str(tmp_path / "dvc_plots")], repo)
+    html_text = (tmp_path / "dvc_plots" / "index.html").read_text("utf-8")
+    assert '<meta charset="utf-8">' in html_text
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(ROOT)  # node_modules is the repository's
+        drawn = render_mermaid.render_plots_page(tmp_path / "dvc_plots" / "index.html",
+                                                 shots / "plots.png")
+    assert drawn["errors"] == [] and drawn["drawn"] == drawn["charts"] > 0, drawn
 
 
 # ------------------------------------------------------------------ bad data
