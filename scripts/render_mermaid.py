@@ -81,6 +81,101 @@ def render(blocks, screenshot=None):
     return json.loads(html.unescape(found.group(1)))
 
 
+# A Markdown file as GitHub shows it: the Markdown as HTML, each ```mermaid block replaced
+# by its chart; the results go into <pre id="result"> as above.
+MARKDOWN_PAGE = """<!doctype html><html><head><meta charset="utf-8"><style>
+body {{font-family: sans-serif; width: 880px; margin: 16px; font-size: 14px}}
+table {{border-collapse: collapse}} td, th {{border: 1px solid #d0d7de; padding: 3px 8px}}
+code {{background: #f0f0f0}} .mermaid svg {{max-width: 880px}}
+</style></head><body>{body}
+<pre id="result">pending</pre><script src="{script}"></script><script>
+mermaid.initialize({{startOnLoad: false}});
+(async () => {{
+  const results = [];
+  for (const [i, node] of [...document.querySelectorAll("pre.mermaid")].entries()) {{
+    try {{
+      const {{svg}} = await mermaid.render("chart" + i, node.textContent);
+      node.outerHTML = '<div class="mermaid">' + svg + "</div>";
+      results.push("ok");
+    }} catch (error) {{
+      results.push("error: " + String(error.message || error).split("\\n").join(" "));
+    }}
+  }}
+  document.getElementById("result").textContent = JSON.stringify(results);
+}})();
+</script></body></html>"""
+FENCE = re.compile(r'<pre><code class="language-mermaid">(.*?)</code></pre>', re.DOTALL)
+
+
+def markdown_html(markdown):
+    """The HTML of Markdown as GitHub renders a comment (CommonMark with tables), each
+    ```mermaid block a <pre class="mermaid"> holding its text."""
+    from markdown_it import MarkdownIt  # DVC's rich brings it
+    body = MarkdownIt("commonmark").enable(["table", "strikethrough"]).render(markdown)
+    return FENCE.sub(r'<pre class="mermaid">\1</pre>', body)
+
+
+def render_markdown(markdown, screenshot):
+    """Render a Markdown file's text as a page, its Mermaid blocks drawn; ["ok" or
+    "error: ..."] per block, and a PNG of the whole page at `screenshot`."""
+    blocks = mermaid_blocks(markdown)
+    with tempfile.TemporaryDirectory() as folder:
+        page = Path(folder, "comment.html")
+        page.write_text(MARKDOWN_PAGE.format(body=markdown_html(markdown),
+                                             script=mermaid_script().as_uri()), "utf-8")
+        found = RESULT.search(chromium(page, "--dump-dom").stdout)
+        lines = markdown.count("\n") - sum(block.count("\n") for block in blocks)
+        chromium(page, f"--screenshot={Path(screenshot).resolve()}",
+                 f"--window-size=920,{200 + 24 * lines + 520 * len(blocks)}", "--hide-scrollbars")
+    if not found or found.group(1) == "pending":
+        return ["error: the page did not finish rendering"] * len(blocks)
+    return json.loads(html.unescape(found.group(1)))
+
+
+# `dvc plots show` and `dvc plots diff` pages load Vega from a CDN; offline, the npm
+# packages vega, vega-lite and vega-embed (node_modules/<name>/build/<name>.min.js) stand in.
+VEGA = ("vega", "vega-lite", "vega-embed")
+CDN_SCRIPT = re.compile(r'<script src="https://cdn\.jsdelivr\.net/npm/(vega(?:-lite|-embed)?)@'
+                        r'[^"]*"></script>')
+# After the page's own scripts: how many plot divs hold a drawn chart (an SVG or canvas)
+# and the first errors that Vega-Embed showed, in <pre id="result">.
+VEGA_CHECK = """<pre id="result">pending</pre><script>
+setTimeout(() => {
+  const drawn = [...document.querySelectorAll(".vega-embed")].filter(
+    d => d.querySelector("svg, canvas")).length;
+  const errors = [...document.querySelectorAll(".vega-embed .error, .error")].map(
+    e => e.textContent).slice(0, 3);
+  document.getElementById("result").textContent = JSON.stringify(
+    {drawn: drawn, errors: errors});
+}, 5000);
+</script>"""
+
+
+def vega_scripts():
+    """{name: path} of the local Vega scripts, or None where one is missing."""
+    paths = {name: Path(f"node_modules/{name}/build/{name}.min.js").resolve() for name in VEGA}
+    return paths if all(path.is_file() for path in paths.values()) else None
+
+
+def render_plots_page(page, screenshot, width=1500, height=9000):
+    """Open a `dvc plots` HTML page with local Vega scripts: {charts, drawn, errors}, and a
+    PNG of the page at `screenshot`."""
+    scripts = vega_scripts()
+    text = CDN_SCRIPT.sub(lambda m: f'<script src="{scripts[m.group(1)].as_uri()}"></script>',
+                          Path(page).read_text("utf-8"))
+    text = text.replace("</body>", VEGA_CHECK + "</body>")
+    with tempfile.TemporaryDirectory() as folder:
+        local = Path(folder, "index.html")
+        local.write_text(text, "utf-8")
+        found = RESULT.search(chromium(local, "--dump-dom").stdout)
+        chromium(local, f"--screenshot={Path(screenshot).resolve()}",
+                 f"--window-size={width},{height}", "--hide-scrollbars")
+    charts = text.count("vegaEmbed(")
+    if not found or found.group(1) == "pending":
+        return {"charts": charts, "drawn": 0, "errors": ["the page did not finish rendering"]}
+    return {"charts": charts, **json.loads(html.unescape(found.group(1)))}
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("markdown", type=Path, help="the Markdown file to check")
