@@ -40,9 +40,9 @@ def test_every_plot_of_dvc_yaml_uses_a_project_template_and_calls_the_epoch_an_e
 
 
 def test_the_page_states_its_charset_and_the_charts_name_their_series(tmp_path):
-    page = TEMPLATES / "page.html"
-    done = subprocess.run([sys.executable, "-m", "dvc", "plots", "show", "--html-template",
-                           str(page), "-o", str(tmp_path / "page")], cwd=ROOT,
+    # No --html-template: .dvc/config names the project's page (plots.html_template).
+    done = subprocess.run([sys.executable, "-m", "dvc", "plots", "show",
+                           "-o", str(tmp_path / "page")], cwd=ROOT,
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     text = (tmp_path / "page" / "index.html").read_text("utf-8")
