@@ -24,6 +24,7 @@ ACCESS_KEY = "sae-test-key"
 SECRET_KEY = "sae-test-secret-0123456789"
 START_TIMEOUT_S = 60  # weed mini answers in about 2 s here
 STOP_TIMEOUT_S = 15   # it takes about 3 s to stop on SIGTERM
+START_TRIES = 3
 # weed mini's servers, each with an HTTP port and a gRPC port at +10000 (the admin worker
 # dials admin's port + 10000 whatever -admin.port.grpc says, so keep weed's own offset).
 SERVERS = ("master", "volume", "filer", "s3", "admin")
@@ -112,7 +113,27 @@ class S3Server:
 
 def start(folder):
     """weed mini on 127.0.0.1 with data in `folder`; returns an S3Server once S3 answers with
-    the bucket, or stops it and fails."""
+    the bucket, or stops it and fails. The ports are free when chosen, but another process can
+    take one before weed binds it: a server that exits at once is started again on others."""
+    for attempt in range(1, START_TRIES + 1):
+        server = launch(folder / f"try{attempt}")
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while not (served := server.answers()) and server.process.poll() is None \
+                and time.monotonic() < deadline:
+            time.sleep(0.3)
+        if served:
+            return server
+        exited = server.process.poll() is not None
+        stop(server)
+        if not exited:
+            break  # it ran and never served: another try would not help
+    tail = server.log.read_text(errors="replace")[-2000:]
+    pytest.fail(f"weed mini did not serve S3 at {server.endpoint} within {START_TIMEOUT_S} s "
+                f"(exit status {server.process.returncode}, try {attempt}):\n{tail}")
+
+
+def launch(folder):
+    """weed mini started on free ports of 127.0.0.1, not waited for."""
     folder.mkdir(parents=True, exist_ok=True)
     config = folder / "s3.json"
     config.write_text(json.dumps({"identities": [{
@@ -134,17 +155,8 @@ def start(folder):
                                    stdin=subprocess.DEVNULL, cwd=folder,
                                    start_new_session=True, preexec_fn=dies_with_parent)
     (folder / "aws-config").write_text("")
-    server = S3Server(f"http://127.0.0.1:{ports['s3']}", BUCKET, ACCESS_KEY, SECRET_KEY,
-                      process, log, folder / "aws-config")
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while not server.answers():
-        if process.poll() is not None or time.monotonic() > deadline:
-            stop(server)
-            tail = log.read_text(errors="replace")[-2000:]
-            pytest.fail(f"weed mini did not serve S3 at {server.endpoint} within "
-                        f"{START_TIMEOUT_S} s (exit status {process.returncode}):\n{tail}")
-        time.sleep(0.3)
-    return server
+    return S3Server(f"http://127.0.0.1:{ports['s3']}", BUCKET, ACCESS_KEY, SECRET_KEY,
+                    process, log, folder / "aws-config")
 
 
 def stop(server):
