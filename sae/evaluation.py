@@ -41,10 +41,12 @@ def code_size(net):
 
 def reconstruction_report(nets, fitted_pca, images, batch_size):
     """Each autoencoder's test MSE beside PCA with the same code size and the mean image."""
-    report = {"mean_image": pca.mse(fitted_pca, images, 0)}
-    for name in ("layer1", "stacked"):
+    codes = {name: code_size(nets[name]) for name in ("layer1", "stacked")}
+    pca_mse = pca.mse_by_code_size(fitted_pca, images, max(codes.values()))
+    report = {"mean_image": pca_mse[0]}
+    for name, k in codes.items():
         report[name] = reconstruction_mse(nets[name], images, batch_size)
-        report[f"pca_{name}"] = pca.mse(fitted_pca, images, code_size(nets[name]))
+        report[f"pca_{name}"] = pca_mse[k]
     return report
 
 

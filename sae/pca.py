@@ -36,9 +36,19 @@ def reconstruct(pca, images, k):
     return centred @ basis @ basis.T + pca["mean"].to(images.device)
 
 
-def mse(pca, images, k):
-    """Mean squared error of the k-component reconstruction, over pixels and images."""
-    return torch.mean((reconstruct(pca, images, k) - images.double()) ** 2).item()
+def mse_by_code_size(pca, images, largest=None):
+    """The test MSE (over pixels and images) of the k-component reconstruction for every k
+    from 0 (the mean image) to `largest` (default: every component), in one projection: the
+    components are orthonormal, so the k-component reconstruction misses exactly the
+    centred images' energy off the first k of them. (Reconstructing each k apart took
+    evaluate 2 s a dataset; this takes a tenth of that.)"""
+    components = pca["components"][:, :largest].to(images.device, torch.float64)
+    centred = images.double() - pca["mean"].to(images.device)
+    energy_per_component = (centred @ components).pow(2).mean(0)
+    explained = torch.cat([torch.zeros(1, dtype=torch.float64, device=images.device),
+                           energy_per_component.cumsum(0)])
+    # Clamped: near k = 784 the difference is rounding error around 0, and may dip below it.
+    return ((centred.pow(2).mean(0).sum() - explained) / images.shape[1]).clamp(min=0).tolist()
 
 
 def save(fitted, path):

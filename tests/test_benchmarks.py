@@ -60,3 +60,52 @@ def test_contention_table_gives_medians_and_ratios_to_the_same_setting_alone():
         "| 1.000 |",
         "| finetune_classifier | b: 2 threads, OMP_WAIT_POLICY=PASSIVE | 2.10 | 3.15 | 1.50 "
         "| 4.20 | 2.00 | 1.050 |"]
+
+
+def test_an_experiments_parts_add_up_to_its_wall_time():
+    from benchmarks.turnaround import breakdown
+
+    records = [{"stage": "finetune_classifier@lecture-mnist", "start": 100.0, "main": 104.0,
+                "end": 130.0, "spans": {"import torch": 3.0, "epochs": 20.0, "DVCLive": 1.0}},
+               {"stage": "evaluate@lecture-mnist", "start": 131.0, "main": 135.0, "end": 140.0,
+                "spans": {"forward passes": 1.0, "figures": 2.0}}]
+    parts = breakdown(45.0, records)
+    assert parts["start-up"] == 8.0 and parts["epochs"] == 20.0
+    assert parts["rest inside stage processes"] == pytest.approx(5.0 + 2.0)
+    assert parts["DVC's own (wall less the stage processes)"] == pytest.approx(45 - 30 - 9)
+    assert sum(v for k, v in parts.items() if k != "wall") == pytest.approx(45.0)
+
+
+def test_a_dvc_sample_counts_for_its_outermost_named_frame():
+    from benchmarks.turnaround import dvc_part
+
+    site = "/v/lib/python3.11/site-packages"
+    frame = lambda function, file: f"{function} ({site}/{file}:1)"  # noqa: E731
+    lock_in_stage = [frame("reproduce", "dvc/repo/reproduce.py"),
+                     frame("dump_stages", "dvc/dvcfile.py"),
+                     frame("from_repo", "dvc/repo/index.py")]
+    assert dvc_part(lock_in_stage) == "writing dvc.lock"
+    assert dvc_part([frame("run", "dvc/repo/experiments/run.py"),
+                     frame("cmd_run", "dvc/stage/run.py")]) == "stage processes"
+    assert dvc_part([frame("run", "dvc/repo/experiments/executor/base.py")]) == \
+        "experiment set-up and commit"
+    assert dvc_part([frame("main", "elsewhere.py")]) == "other"
+
+
+def test_the_timing_hooks_record_a_real_stage_process(tmp_path):
+    """benchmarks/timing_hooks/sitecustomize.py, on PYTHONPATH, times a stage's parts."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from benchmarks.turnaround import HOOKS, ROOT
+
+    log = tmp_path / "timing.jsonl"
+    env = {**os.environ, "PYTHONPATH": f"{HOOKS}{os.pathsep}{ROOT}", "SAE_TIMING_LOG": str(log)}
+    subprocess.run([sys.executable, "-m", "stages.check_params", "--out",
+                    str(tmp_path / "valid.txt")], cwd=ROOT, env=env, check=True, timeout=120)
+    (record,) = [json.loads(line) for line in log.read_text().splitlines()]
+    assert record["stage"] == "check_params"
+    assert record["start"] < record["site"] < record["main"] < record["end"]
+    assert set(record["spans"]) == {"arguments and data check", "params"}

@@ -52,3 +52,16 @@ def test_stage_deps_are_the_code_it_imports(name):
     expected = {"stages/__init__.py", stage_file} | imported_sae_files(stage_file)
     assert listed == expected, (f"{name} in dvc.yaml: add {sorted(expected - listed)}, "
                                 f"remove {sorted(listed - expected)}")
+
+
+@pytest.mark.parametrize("name", ["dvc.yaml", "dvc.lock", "params.yaml"])
+def test_dvc_reads_the_project_yaml_with_the_c_parser_and_the_same_result(name):
+    """ruamel.yaml.clib (a dependency) gives DVC's safe loads the C parser; it must read every
+    file DVC reads exactly as the pure-Python parser does."""
+    from ruamel.yaml import YAML
+    from ruamel.yaml.main import CParser
+
+    fast, pure = YAML(typ="safe"), YAML(typ="safe", pure=True)
+    assert CParser is not None and fast.Parser is CParser
+    text = (ROOT / name).read_text()
+    assert fast.load(text) == pure.load(text)

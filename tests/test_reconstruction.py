@@ -28,8 +28,7 @@ def test_the_reference_curve_equals_a_direct_svd_at_the_study_code_sizes(real_da
     mean = train.mean(0)
     _, _, vt = np.linalg.svd(train - mean, full_matrices=False)
     # The curve is over every test image; recompute it on the first 2000 the same way.
-    subset = load_stage("reference").mse_by_code_size(pca.load(tmp_path / "pca.pt"),
-                                                      torch.from_numpy(test))
+    subset = pca.mse_by_code_size(pca.load(tmp_path / "pca.pt"), torch.from_numpy(test))
     for k in reconstruction.CODE_SIZES:
         basis = vt[:k].T
         direct = np.mean(((test - mean) @ basis @ basis.T + mean - test) ** 2)
@@ -39,13 +38,15 @@ def test_the_reference_curve_equals_a_direct_svd_at_the_study_code_sizes(real_da
     assert curve.is_monotonic_decreasing and curve[784] == pytest.approx(0, abs=1e-12)
 
 
-def test_the_curve_is_the_pca_error_evaluate_measures_at_every_code_size():
+def test_the_curve_is_the_error_of_each_k_component_reconstruction():
     rng = np.random.default_rng(1)
     fitted = pca.fit(torch.from_numpy(rng.random((300, 784)) ** 2))
     test = torch.from_numpy(rng.random((40, 784)) ** 2)
-    curve = load_stage("reference").mse_by_code_size(fitted, test)
+    curve = pca.mse_by_code_size(fitted, test)
     for k in (0, 1, 16, 200, 784):
-        assert curve[k] == pytest.approx(pca.mse(fitted, test, k), rel=1e-9, abs=1e-15)
+        direct = torch.mean((pca.reconstruct(fitted, test, k) - test) ** 2).item()
+        assert curve[k] == pytest.approx(direct, rel=1e-9, abs=1e-15)
+    assert pca.mse_by_code_size(fitted, test, 16) == pytest.approx(curve[:17], rel=1e-12)
 
 
 # ------------------------------------------------ the code size reaches the networks
