@@ -34,9 +34,19 @@ def queue(name, sets, target):
 
 def in_queue(names):
     """The names among `names` of tasks still Queued or Running in DVC's queue, e.g. of a
-    study whose process was killed while its workers went on: wait for them, not again."""
-    tasks, _ = queue_runner.parse_status(read("queue", "status"))
-    return {name for name, state in tasks if name in names and state in ("Queued", "Running")}
+    study whose process was killed while its workers went on: wait for them, not again.
+    A task Running whose process died unrecorded lost its worker too (killed, or a session
+    that ended): waiting for it would end only in the queue runner's stall, so it is killed
+    in the queue (then Failed) and left out, to be queued again like a failed run."""
+    text = read("queue", "status")
+    dead = queue_runner.orphans(text) & set(names)
+    if dead:
+        dvc("queue", "kill", *sorted(dead))
+        print(f"queue: {' '.join(sorted(dead))}: Running with no process left (its worker "
+              "was killed); marked failed, to run again", flush=True)
+    tasks, _ = queue_runner.parse_status(text)
+    return {name for name, state in tasks if name in set(names) - dead
+            and state in ("Queued", "Running")}
 
 
 def run_queue(jobs):

@@ -140,21 +140,50 @@ def summary(states, workers):
     return f"{counts or 'no tasks'}; {workers} answering"
 
 
+def unfinished_runs():
+    """{task id (DVC's stash rev): whether its process is alive} of each experiment process
+    that DVC started and recorded no return code for."""
+    cwd = Path.cwd()
+    root = next((d for d in (cwd, *cwd.parents) if (d / ".dvc").is_dir()), cwd)
+    found = {}
+    for record in (root / RUNS).glob("*/*.json"):
+        try:
+            info = json.loads(record.read_text())
+        except (OSError, ValueError):  # gone meanwhile, half-written
+            continue
+        if isinstance(info, dict) and info.get("returncode") is None:
+            found[record.parent.name] = pid_alive(info.get("pid"))
+    return found
+
+
+def pid_alive(pid):
+    """Whether process `pid` exists and is not a zombie: a killed worker's children are
+    reparented, and an init that does not reap (a container's) leaves them as zombies."""
+    try:
+        os.kill(pid, 0)
+    except (OSError, OverflowError, TypeError):  # gone, not ours, or no pid recorded
+        return False
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):  # no /proc (macOS): kill's answer stands
+        return True
+
+
 def runs_alive():
     """Whether any experiment process that DVC started is still alive (its record has no
     return code, and its pid exists). A worker that lost its route runs its task without
     answering; a killed worker leaves its task Running with no process at all."""
-    cwd = Path.cwd()
-    root = next((d for d in (cwd, *cwd.parents) if (d / ".dvc").is_dir()), cwd)
-    for record in (root / RUNS).glob("*/*.json"):
-        try:
-            info = json.loads(record.read_text())
-            if info.get("returncode") is None:
-                os.kill(info["pid"], 0)
-                return True
-        except (OSError, ValueError, KeyError, TypeError):  # gone, half-written, not ours
-            continue
-    return False
+    return any(unfinished_runs().values())
+
+
+def orphans(text):
+    """Names of the tasks that `dvc queue status` (its text) shows Running whose experiment
+    process died with no return code recorded. The worker that would record it died with it
+    (killed, or its machine stopped), so DVC shows the task Running for good."""
+    dead = [rev for rev, alive in unfinished_runs().items() if not alive]
+    return {words[1] for words in map(str.split, text.splitlines())
+            if len(words) >= 3 and words[-1] == "Running"
+            and any(rev.startswith(words[0]) for rev in dead)}
 
 
 def give_up(message):
