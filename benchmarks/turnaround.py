@@ -5,7 +5,8 @@ start-up and own work outside them, and DVC's own time; then a no-op `dvc repro`
 recipe.
 
     python -m benchmarks.turnaround               # after make pipeline; about 5 minutes
-    python -m benchmarks.turnaround --repeats 3 --profile-dvc --rev 8324c56   # an older one
+    python -m benchmarks.turnaround --repeats 3 --profile-dvc --rev 8324c56 --pure-yaml
+                                          # as it was before issue 24's changes
 
 It runs in a scratch clone of HEAD whose baseline comes from this repository's DVC cache (a
 local remote, pulled), so this workspace is left alone; every repeat sets another lr, so
@@ -81,14 +82,19 @@ def dvc_bin():
     return str(Path(sys.executable).with_name("dvc"))
 
 
+def hooked_env(log=None):
+    """The environment with the timing hooks on PYTHONPATH (and the venv first on PATH)."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [
+        str(HOOKS), os.environ.get("PYTHONPATH")])),
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    return env | ({"SAE_TIMING_LOG": str(log)} if log else {})
+
+
 def timed_experiment(clone, value, log, spy=()):
     """Wall seconds of one experiment, its stage processes' records appended to `log`."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [
-        str(HOOKS), os.environ.get("PYTHONPATH")])), "SAE_TIMING_LOG": str(log),
-        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     began = time.perf_counter()
-    sh([*spy, dvc_bin(), "exp", "run", "-S", f"{KEY}={value}", *TARGETS], clone, env,
-       RUN_TIMEOUT_S)
+    sh([*spy, dvc_bin(), "exp", "run", "-S", f"{KEY}={value}", *TARGETS], clone,
+       hooked_env(log), RUN_TIMEOUT_S)
     return time.perf_counter() - began
 
 
@@ -123,8 +129,10 @@ def dvc_profile(clone, log, value):
     counts = {}
     for line in samples.read_text().splitlines():
         stack, _, count = line.rpartition(" ")
-        part = dvc_part(stack.split(";"))
-        counts[part] = counts.get(part, 0) + int(count)
+        frames = stack.split(";")
+        if frames[0].startswith("<module> ("):  # the main thread's; others wait in threading
+            part = dvc_part(frames)
+            counts[part] = counts.get(part, 0) + int(count)
     total = sum(counts.values())
     return {part: wall * n / total for part, n in sorted(counts.items(), key=lambda kv: -kv[1])}
 
@@ -132,8 +140,9 @@ def dvc_profile(clone, log, value):
 def dvc_part(frames):
     """The part of DVC_PARTS (or FALLBACKS) that a stack of py-spy frames, outermost first,
     belongs to."""
-    for frame in frames:  # "function (file:line)"
+    for frame in frames:  # "Class.function (file:line)", the file within site-packages
         function, _, where = frame.partition(" (")
+        function = function.rpartition(".")[2]
         for part, names in DVC_PARTS:
             if any(function == name and f"/{file}:" in f"/{where}" for file, name in names):
                 return part
@@ -145,7 +154,7 @@ def no_op_seconds(clone, times=5):
     walls = []
     for _ in range(times):
         began = time.perf_counter()
-        out = sh([dvc_bin(), *NO_OP], clone)
+        out = sh([dvc_bin(), *NO_OP], clone, hooked_env())
         walls.append(time.perf_counter() - began)
         if "Running stage" in out:
             sys.exit("error: the no-op repro ran a stage")
@@ -185,7 +194,11 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--profile-dvc", action="store_true")
     parser.add_argument("--rev", default="HEAD", help="the commit to measure (HEAD)")
+    parser.add_argument("--pure-yaml", action="store_true",
+                        help="DVC without ruamel.yaml's C parser (as before issue 24)")
     args = parser.parse_args(argv)
+    if args.pure_yaml:
+        os.environ["SAE_TIMING_PURE_YAML"] = "1"
     with tempfile.TemporaryDirectory() as scratch:
         clone = scratch_clone(Path(scratch) / "repo", args.rev)
         log, runs = Path(scratch) / "timing.jsonl", []
@@ -196,8 +209,9 @@ def main(argv=None):
             runs.append((breakdown(wall, records), per_stage(records), records))
         no_op = no_op_seconds(clone)
         dvc_parts = dvc_profile(clone, log, 0.15) if args.profile_dvc else None
-        print(f"at {sh(['git', 'rev-parse', '--short', 'HEAD'], clone).strip()}, "
-              f"{args.repeats} repeats, {os.cpu_count()} cores\n")
+        print(f"at {sh(['git', 'rev-parse', '--short', 'HEAD'], clone).strip()}"
+              f"{', pure-Python YAML' if args.pure_yaml else ''}, {args.repeats} repeats, "
+              f"{os.cpu_count()} cores\n")
         report(runs, no_op, dvc_parts)
 
 

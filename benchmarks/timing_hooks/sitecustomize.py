@@ -6,6 +6,8 @@ to that file when the process ends; anywhere else it does nothing.
 Categories: the time of the outermost timed call (a prediction inside an epoch counts as
 the epoch's), so they never overlap and the rest of the process is what none of them holds.
 The wrapped functions are looked up by name, so the same hooks time older revisions too.
+With SAE_TIMING_PURE_YAML set, ruamel.yaml finds no C parser in any process (DVC as it ran
+before ruamel.yaml.clib was a dependency).
 """
 import atexit
 import functools
@@ -107,6 +109,8 @@ def report(log, name, started):
 
 
 def install():
+    if os.environ.get("SAE_TIMING_PURE_YAML"):  # --pure-yaml: any process, dvc's too
+        sys.modules["_ruamel_yaml"] = None  # ruamel.yaml then finds no C parser
     log = os.environ.get("SAE_TIMING_LOG")
     with open("/proc/self/cmdline", "rb") as f:
         argv = f.read().decode().split("\0")[:-1]
