@@ -18,6 +18,7 @@ take those from DVC's run cache. Results are read back through `dvc exp show --j
         --seeds 0 1 2 3 4 --out plots/label_budget   # the label-budget study (make label-budget)
     python -m scripts.ablation --recipes tuned --arms greedy --seeds 0 1 2 3 4 \
         --out plots/tuned_seeds                      # the tuned recipe over 5 seeds
+    python -m scripts.ablation ... --print-grid      # the runs as the sweep workflow's grid
 
 --labels sets finetune_classifier.labels (N labelled images, N / 10 a class, drawn by the
 seed; 0 = all) while the autoencoders learn from every training image: the pretraining
@@ -29,8 +30,15 @@ best validation accuracy (finetune_classifier.keep = best), out of the recipe's 
 enough epochs for MIN_STEPS optimiser steps, whichever is more (100 labels are one batch an
 epoch). Its runs are named budget-..., apart from the plain ablation's abl-... ones.
 
+--print-grid prints the study's points as one JSON list for .github/workflows/sweep.yml's
+`grid` input, and runs nothing: a point is an arm, recipe, budget and seed, its `-S`
+assignments, and covers every dataset (a sweep point runs the whole pipeline). After the
+sweep, `dvc exp pull origin` and the same command with --collect-only (docs/sweeps.md).
+Runs are found by their params, not their names (scripts/experiments.py: `results`), so the
+sweep's experiments, named at random by DVC, count as the local queue's do.
+
 --resume makes --out's ablation.csv the study's bank: its rows are kept and their runs (and
-finished experiments of the same names) are not run again; this call's other runs are added.
+runs that finished experiments hold, local or pulled) are not run again; the others are added.
 A long study can so be run a few seeds at a time, over several sessions. A study stopped
 half-way (its process killed, or the queue given up on: scripts/run_queue.py says what to
 do) resumes with the same command: runs still queued or running are waited for, not queued
@@ -44,7 +52,9 @@ t-interval) and ablation.png (with several budgets: test accuracy, and the gain,
 labelled images, one line per arm with its interval).
 """
 import argparse
+import json
 import math
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -89,14 +99,32 @@ def run_name(arm, recipe, dataset, labels, seed, early_stopping=False):
     return f"{PREFIXES[early_stopping]}-{arm}-{recipe}-{dataset}-l{labels}-s{seed}"
 
 
+def settings(p, arm, recipe, labels, seed, early_stopping=False):
+    """A point's `-S` assignments: its seed, label budget and arm (and the label-budget
+    study's fine-tuning rule)."""
+    return [f"common.seed={seed}", f"{recipe}.finetune_classifier.labels={labels}",
+            *arm_settings(arm, recipe, p.recipes[recipe]),
+            *(budget_settings(p, recipe, labels) if early_stopping else [])]
+
+
 def queue(p, runs, early_stopping=False):
     """Queue `runs`, (arm, recipe, dataset, labels, seed) each, as experiments."""
     for arm, recipe, dataset, labels, seed in runs:
-        sets = [f"common.seed={seed}", f"{recipe}.finetune_classifier.labels={labels}",
-                *arm_settings(arm, recipe, p.recipes[recipe]),
-                *(budget_settings(p, recipe, labels) if early_stopping else [])]
-        experiments.queue(run_name(arm, recipe, dataset, labels, seed, early_stopping), sets,
+        experiments.queue(run_name(arm, recipe, dataset, labels, seed, early_stopping),
+                          settings(p, arm, recipe, labels, seed, early_stopping),
                           f"evaluate@{recipe}-{dataset}")
+
+
+def points(runs):
+    """The distinct (arm, recipe, labels, seed) of `runs`, in their order: a run without its
+    dataset, as a sweep point runs every dataset."""
+    return list(dict.fromkeys((arm, recipe, labels, seed)
+                              for arm, recipe, _, labels, seed in runs))
+
+
+def grid(p, runs, early_stopping=False):
+    """The sweep workflow's grid of `runs`: one list of assignments a point."""
+    return [settings(p, *point, early_stopping) for point in points(runs)]
 
 
 def runs(p, recipes, budgets, seeds, arms=ARMS):
@@ -116,24 +144,47 @@ def runs(p, recipes, budgets, seeds, arms=ARMS):
     return leaders + [run for run in every if run not in leaders]
 
 
-def collect(names):
-    """One row per finished run: arm, recipe, dataset, seed and the metrics."""
-    rows = [row(name, data) for name, (_, data) in experiments.finished(names).items()]
+def collect(p, runs, early_stopping=False):
+    """One row per run of `runs` that a finished experiment holds, found by its params:
+    arm, recipe, dataset, budget, seed and the metrics."""
+    wanted = {point: (point[1], settings(p, *point, early_stopping)) for point in points(runs)}
+    found = experiments.results(wanted, p.datasets)
+    rows = [row(point, dataset, data) for (point, dataset), (_, data) in found.items()]
     return pd.DataFrame(rows, columns=None if rows else KEY)
 
 
-def row(name, data):
+def row(point, dataset, data):
     """A run's arm, recipe, dataset, budget and seed; its test metrics; and its fine-tuning's
     epochs and the epoch whose weights it kept (the last, or the best on validation)."""
-    _, arm, recipe, dataset, labels, seed = name.split("-")
-    found = {"arm": arm, "recipe": recipe, "dataset": dataset, "labels": int(labels[1:]),
-             "seed": int(seed[1:])}
+    arm, recipe, labels, seed = point
+    found = {"arm": arm, "recipe": recipe, "dataset": dataset, "labels": labels, "seed": seed}
     values = experiments.metrics_of(data, f"metrics/{recipe}/{dataset}.json")
     finetuning = experiments.metrics_of(
         data, f"plots/{recipe}/{dataset}/finetune_classifier/metrics.json")
     epochs = experiments.params_of(data).get(f"{recipe}.finetune_classifier.epochs")
     return found | {column: values.get(key) for column, key in METRICS.items()} | {
         "epochs": epochs, "kept_epoch": finetuning.get("kept_epoch")}
+
+
+def keys(table):
+    """The runs, (arm, recipe, dataset, labels, seed) each, that a table has rows of."""
+    return set(map(tuple, table[KEY].values.tolist()))
+
+
+def run_study(p, study, kept, args):
+    """Queue and run the runs of `study` that `kept` (--resume's bank) lacks; with --resume,
+    also those that finished (locally or in a pulled sweep) or that are still queued."""
+    names = {run: run_name(*run, args.early_stopping) for run in study}
+    done = keys(kept)
+    if args.resume:  # finished, or still in the queue of a study that was stopped
+        # The queue first: a run that finishes between the two reads is then found finished.
+        waiting = experiments.in_queue(set(names.values()))
+        done |= keys(collect(p, study, args.early_stopping))
+        done |= {run for run, name in names.items() if name in waiting}
+    todo = [run for run in study if run not in done]
+    experiments.remove_earlier([names[run] for run in todo])
+    queue(p, todo, args.early_stopping)
+    experiments.run_queue(args.jobs)
 
 
 def banked(path):
@@ -251,25 +302,26 @@ def main(argv=None):
     parser.add_argument("--resume", action="store_true",
                         help="keep the runs already in --out, run and add the others")
     parser.add_argument("--collect-only", action="store_true")
+    parser.add_argument("--print-grid", action="store_true",
+                        help="print the runs as the sweep workflow's grid; run nothing")
     args = parser.parse_args(argv)
+    if args.print_grid and (args.collect_only or args.resume):
+        sys.exit("error: --print-grid prints the whole study and runs nothing: not with "
+                 "--collect-only or --resume")
     p = params.load()
     recipes = args.recipes or list(p.recipes)
     for recipe in recipes:
         p.recipe(recipe)  # one line of error for a recipe params.yaml does not name
     arms = [arm for arm in ARMS if arm in args.arms]  # greedy first, whatever the order given
     study = runs(p, recipes, args.labels, args.seeds, arms)
-    names = [run_name(*run, args.early_stopping) for run in study]
+    if args.print_grid:
+        print(json.dumps(grid(p, study, args.early_stopping)))
+        return
     out = Path(args.out)
     kept = banked(out / "ablation.csv") if args.resume else pd.DataFrame(columns=KEY)
     if not args.collect_only:
-        done = {run_name(*key, args.early_stopping) for key in kept[KEY].values.tolist()}
-        if args.resume:  # finished, or still in the queue of a study that was stopped
-            done |= set(experiments.finished(names)) | experiments.in_queue(names)
-        experiments.remove_earlier([name for name in names if name not in done])
-        queue(p, [run for run, name in zip(study, names) if name not in done],
-              args.early_stopping)
-        experiments.run_queue(args.jobs)
-    fresh = collect(set(names))
+        run_study(p, study, kept, args)
+    fresh = collect(p, study, args.early_stopping)
     table = pd.concat([t for t in (kept, fresh) if len(t)] or [fresh])
     table = table.drop_duplicates(KEY, keep="last").sort_values(ORDER)
     summary = summarise(table)

@@ -4,10 +4,20 @@ code-size study (scripts/reconstruction.py): queue named runs, let DVC's workers
 
 Every run is one `dvc exp run --queue -n NAME -S key=value ... TARGET`; runs that share
 stages with an earlier one (same params, code and data) take them from DVC's run cache.
+
+Results are found by params, not by name: a point of a study is an experiment whose
+params.yaml is this one with the point's `-S` assignments, so the same point run by the
+local queue (named, one dataset as its target) or by the sweep workflow (a random name,
+every dataset) is found alike (`results`).
 """
 import json
 import os
+import re
+import shutil
+import subprocess
 import sys
+import tempfile
+from pathlib import Path
 
 import pandas as pd
 
@@ -56,20 +66,103 @@ def run_queue(jobs):
     queue_runner.run(jobs, env=env, poll_s=10, budget_s=QUEUE_BUDGET_S)
 
 
-def finished(names):
-    """{name: (rev, data)} of the experiments named `names` that finished: their commit and
-    what `dvc exp show --json` holds for it (params, metrics)."""
-    found = {}
-    # All commits: the study's baseline need not be HEAD any more when it is collected.
+def finished():
+    """[(rev, data)] of every experiment that finished: its commit and what `dvc exp show
+    --json` holds for it (params, metrics); queued, running and failed ones are left out."""
+    found, revs = [], [arg for rev in baselines() for arg in ("--rev", rev)]
+    # Every baseline: the study's need not be HEAD any more when it is collected.
     # A minute on 2 cores at most; tried again on a failure or a hang (exp show has hung
     # for good while a temporary copy was being removed).
-    for baseline in json.loads(read("exp", "show", "--json", "-A", timeout_s=300)):
+    for baseline in json.loads(read("exp", "show", "--json", *revs, timeout_s=300)
+                               if revs else "[]"):
         for exp in baseline.get("experiments") or []:
             # Queued, running or failed runs show their baseline's metrics: skip them.
+            # Pulled experiments have no executor: they finished where they ran.
             state = (exp.get("executor") or {}).get("state", "success")
-            if exp.get("name") in names and state == "success":
-                found[exp["name"]] = (exp["revs"][0]["rev"], exp["revs"][0]["data"])
+            if state == "success":
+                found.append((exp["revs"][0]["rev"], exp["revs"][0].get("data") or {}))
     return found
+
+
+def baselines():
+    """The commits that experiments were run from, as their git refs name them
+    (refs/exps/<2 hex>/<38 hex>/<name>). Not `dvc exp show -A`, which walks every commit and
+    fails in a shallow clone, such as the sweep workflow's checkout."""
+    refs = subprocess.run(["git", "for-each-ref", "--format=%(refname)", "refs/exps/"],
+                          capture_output=True, text=True, timeout=60, check=True).stdout
+    found = {"".join(ref.split("/")[2:4]) for ref in refs.split() if ref.count("/") == 4}
+    return sorted(rev for rev in found if re.fullmatch("[0-9a-f]{40}", rev))
+
+
+def results(points, datasets):
+    """{(point, dataset): (rev, data)}: the finished experiment that ran each point of a
+    study for each dataset. `points` maps a point to (its recipe, its `-S` assignments).
+    An experiment is a point when its `common` and recipe sections (what the recipe's
+    stages read) are this params.yaml's with the point's assignments; it ran a dataset when
+    its dvc.lock says so (`ran`). One experiment a point and dataset: duplicates (a point
+    run twice, or both locally and by a sweep) give one row."""
+    wanted = {(recipe, identity(expected_params(sets), recipe)): point
+              for point, (recipe, sets) in points.items()}
+    found = {}
+    for rev, data in finished():
+        params = ((data.get("params") or {}).get("params.yaml") or {}).get("data") or {}
+        for recipe in {recipe for recipe, _ in wanted}:
+            point = wanted.get((recipe, identity(params, recipe)))
+            if point is None:
+                continue
+            lock = dvc_lock(rev)
+            for dataset in datasets:
+                if ran(lock, params, f"@{recipe}-{dataset}"):
+                    found.setdefault((point, dataset), (rev, data))
+    return found
+
+
+def expected_params(assignments, path="params.yaml"):
+    """params.yaml as `dvc exp run -S` writes it from `assignments`: DVC's own code writes a
+    copy, so every value has the type the experiment's file will hold."""
+    from dvc.utils.hydra import apply_overrides
+    from dvc.utils.serialize import load_yaml
+
+    with tempfile.TemporaryDirectory() as scratch:
+        copy = Path(scratch) / "params.yaml"
+        shutil.copyfile(path, copy)
+        apply_overrides(copy, assignments)
+        return load_yaml(copy)
+
+
+def identity(params, recipe):
+    """What identifies a run of `recipe` in a params.yaml (nested dict): its `common` and
+    recipe sections, as one text. Other sections (another recipe's, `datasets`) do not."""
+    return json.dumps([params.get("common"), params.get(recipe)], sort_keys=True)
+
+
+def dvc_lock(rev):
+    """The dvc.lock of commit `rev`, parsed ({} when it has none)."""
+    from dvc.utils.serialize import parse_yaml
+
+    done = subprocess.run(["git", "show", f"{rev}:dvc.lock"], capture_output=True, text=True,
+                          timeout=60)
+    return parse_yaml(done.stdout, "dvc.lock") if done.returncode == 0 else {}
+
+
+def ran(lock, params, suffix):
+    """Whether `lock` has stages named ...`suffix` (e.g. @tuned-mnist), each run with the
+    experiment's `params`. A run queued with one dataset's evaluate as its target leaves the
+    other dataset's stages, and metrics files, as its baseline had them: not its results."""
+    stages = [stage for name, stage in (lock.get("stages") or {}).items()
+              if name.endswith(suffix)]
+    flat = flatten(params)
+    return bool(stages) and all(
+        flat.get(key) == value for stage in stages
+        for key, value in flatten((stage.get("params") or {}).get("params.yaml") or {}).items())
+
+
+def flatten(tree, prefix=""):
+    """{"a.b": 1} from {"a": {"b": 1}}; lists stay values."""
+    if not isinstance(tree, dict):
+        return {prefix: tree}
+    return {key: value for name, sub in tree.items()
+            for key, value in flatten(sub, f"{prefix}.{name}" if prefix else name).items()}
 
 
 def metrics_of(data, path):

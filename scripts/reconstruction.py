@@ -12,9 +12,13 @@ study, so its fine-tuning is cut to one epoch (evaluate needs one to run).
 
 Every run is a queued DVC experiment named `rec-{method}-{dataset}-k{k}-s{seed}` (`rec30-...`
 with --epochs 30); the runs of a dataset and seed share their layer 1 through DVC's run cache.
+--print-grid prints the study as the sweep workflow's grid instead (one point a method, code
+size and seed, every dataset; docs/sweeps.md); runs are found by their params, not their
+names (scripts/experiments.py: `results`), so --collect-only reads a pulled sweep's too.
 
     python -m scripts.reconstruction                  # queue, run, collect (make reconstruction)
     python -m scripts.reconstruction --collect-only   # re-read the finished experiments
+    python -m scripts.reconstruction --print-grid     # the runs as a sweep's grid (JSON)
     python -m scripts.reconstruction --epochs 30 --code-sizes 32 --methods greedy \
         --out plots/reconstruction/epochs30           # longer training, at one code size
 
@@ -26,7 +30,9 @@ log scales) and reconstructions.png (test images at code size CODE_SHOWN: the or
 PCA, and each method's autoencoder of seed 0).
 """
 import argparse
+import json
 import math
+import sys
 import tempfile
 from dataclasses import replace
 from pathlib import Path
@@ -76,23 +82,35 @@ def runs(p, code_sizes, seeds, methods=METHODS):
             for k in code_sizes for dataset in p.datasets]
 
 
+def point_settings(p, method, k, seed, epochs=None):
+    """A point's `-S` assignments: its seed, and what its method and code size change."""
+    return [f"common.seed={seed}", *settings(method, k, p.recipe(RECIPE), epochs)]
+
+
 def queue(p, code_sizes, seeds, methods=METHODS, epochs=None):
-    recipe = p.recipe(RECIPE)
     for method, dataset, k, seed in runs(p, code_sizes, seeds, methods):
         experiments.queue(run_name(method, dataset, k, seed, epochs),
-                          [f"common.seed={seed}", *settings(method, k, recipe, epochs)],
+                          point_settings(p, method, k, seed, epochs),
                           f"evaluate@{RECIPE}-{dataset}")
 
 
-def collect(names):
-    """One row per finished run: method, dataset, k, seed, test MSE (and PCA's at that k, as
-    evaluate measured it), and the experiment's commit."""
+def points(p, code_sizes, seeds, methods=METHODS):
+    """The distinct (method, k, seed) of the runs: a sweep point runs every dataset."""
+    return list(dict.fromkeys((method, k, seed)
+                              for method, _, k, seed in runs(p, code_sizes, seeds, methods)))
+
+
+def collect(p, points, epochs=None):
+    """One row per run of `points` that a finished experiment holds, found by its params:
+    method, dataset, k, seed, test MSE (and PCA's at that k, as evaluate measured it), and
+    the experiment's commit."""
+    wanted = {point: (RECIPE, point_settings(p, *point, epochs)) for point in points}
     rows = []
-    for name, (rev, data) in experiments.finished(names).items():
-        _, method, dataset, k, seed = name.split("-")
+    for ((method, k, seed), dataset), (rev, data) in experiments.results(
+            wanted, p.datasets).items():
         values = experiments.metrics_of(data, f"metrics/{RECIPE}/{dataset}.json")
-        rows.append({"method": method, "dataset": dataset, "code_size": int(k[1:]),
-                     "seed": int(seed[1:]), "test_mse": values.get("reconstruction_mse.stacked"),
+        rows.append({"method": method, "dataset": dataset, "code_size": k, "seed": seed,
+                     "test_mse": values.get("reconstruction_mse.stacked"),
                      "pca_test_mse": values.get("reconstruction_mse.pca_stacked"), "rev": rev})
     return pd.DataFrame(rows).sort_values(["dataset", "code_size", "method", "seed"])
 
@@ -235,16 +253,25 @@ def main(argv=None):
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--out", default="plots/reconstruction")
     parser.add_argument("--collect-only", action="store_true")
+    parser.add_argument("--print-grid", action="store_true",
+                        help="print the runs as the sweep workflow's grid; run nothing")
     args = parser.parse_args(argv)
+    if args.print_grid and args.collect_only:
+        sys.exit("error: --print-grid prints the whole study and runs nothing: not with "
+                 "--collect-only")
     p = params.load()
     methods = [m for m in METHODS if m in args.methods]  # greedy first
+    study = points(p, args.code_sizes, args.seeds, methods)
+    if args.print_grid:
+        print(json.dumps([point_settings(p, *point, args.epochs) for point in study]))
+        return
     names = [run_name(*run, args.epochs) for run in runs(p, args.code_sizes, args.seeds, methods)]
     curves = pca_curves(p.datasets)  # before the runs: a missing reference stops it early
     if not args.collect_only:
         experiments.remove_earlier(names)
         queue(p, args.code_sizes, args.seeds, methods, args.epochs)
         experiments.run_queue(args.jobs)
-    table = collect(set(names))
+    table = collect(p, study, args.epochs)
     summary = summarise(table, curves)
     out = Path(args.out)
     write_text(out / "reconstruction.csv", table.drop(columns="rev").to_csv(index=False))

@@ -1,10 +1,14 @@
 """The ablation and label-budget study's bookkeeping: which runs it queues, with which
-params, how their names read back, and what it writes (without running DVC)."""
+params, its grid for the sweep workflow, how finished experiments are found by their params,
+and what it writes (without running DVC)."""
+import json
+
 import pandas as pd
 import pytest
+from dvc.utils.serialize import load_yaml
 
 from sae import params
-from scripts import ablation, experiments
+from scripts import ablation, experiments, sweep_keys
 from tests.test_plots import PNG_SIGNATURE
 
 BUDGETS, SEEDS = [100, 0], [0, 1, 2]
@@ -69,15 +73,16 @@ def test_resume_runs_only_what_the_table_lacks_and_keeps_the_rest(monkeypatch, t
     old = [dict(zip(ablation.KEY, run), test_accuracy=0.5, test_nll=1.0)
            for run in [*study[:1], earlier_seed]]
     pd.DataFrame(old).to_csv(tmp_path / "ablation.csv", index=False)
-    queued = []
+    queued, ran = [], []
     still_running = ablation.run_name(*study[-1], True)  # left by a study that was killed
-    monkeypatch.setattr(experiments, "finished", lambda names: {})
     monkeypatch.setattr(experiments, "in_queue", lambda names: {still_running} & set(names))
     monkeypatch.setattr(experiments, "remove_earlier", lambda names: None)
-    monkeypatch.setattr(experiments, "run_queue", lambda jobs: None)
+    monkeypatch.setattr(experiments, "run_queue", lambda jobs: ran.append(jobs))
     monkeypatch.setattr(experiments, "queue", lambda name, sets, target: queued.append(name))
-    monkeypatch.setattr(ablation, "collect", lambda names: pd.DataFrame(
-        [dict(zip(ablation.KEY, run), test_accuracy=0.9, test_nll=0.3) for run in study[1:]]))
+    # Nothing finished before the queue ran; afterwards, every run but the banked one.
+    monkeypatch.setattr(ablation, "collect", lambda p, runs, early_stopping: pd.DataFrame(
+        [dict(zip(ablation.KEY, run), test_accuracy=0.9, test_nll=0.3)
+         for run in (study[1:] if ran else [])], columns=ablation.KEY))
     ablation.main(["--resume", "--early-stopping", "--recipes", "tuned", "--arms", "greedy",
                    "--labels", "100", "--seeds", "0", "1", "--out", str(tmp_path)])
     assert queued == [ablation.run_name(*run, True) for run in study[1:-1]]  # waited for
@@ -87,14 +92,13 @@ def test_resume_runs_only_what_the_table_lacks_and_keeps_the_rest(monkeypatch, t
     assert banked.test_accuracy.tolist() == [0.5]  # kept, not run again
 
 
-def test_a_run_name_reads_back_as_its_arm_recipe_dataset_budget_and_seed():
-    name = ablation.run_name("end_to_end", "tuned", "fashion_mnist", 100, 3)
+def test_a_row_holds_its_point_dataset_metrics_and_fine_tuning_epochs():
     data = {"metrics": {"metrics/tuned/fashion_mnist.json": {"data": {"test_accuracy": 0.8}},
                         "plots/tuned/fashion_mnist/finetune_classifier/metrics.json":
                             {"data": {"kept_epoch": 17}}},
             "params": {"params.yaml": {"data": {"tuned": {"finetune_classifier":
                                                           {"epochs": 400}}}}}}
-    row = ablation.row(name, data)
+    row = ablation.row(("end_to_end", "tuned", 100, 3), "fashion_mnist", data)
     assert {k: row[k] for k in ("arm", "recipe", "dataset", "labels", "seed", "test_accuracy",
                                 "epochs", "kept_epoch")} \
         == {"arm": "end_to_end", "recipe": "tuned", "dataset": "fashion_mnist", "labels": 100,
@@ -107,7 +111,7 @@ def test_the_study_writes_its_table_summary_by_budget_and_figure(tmp_path, monke
              "seed": seed, "test_accuracy": 0.5 + 0.1 * seed + (labels == 0) * 0.2,
              "test_nll": 1.0}
             for arm, _, dataset, labels, seed in ablation.runs(p, ["tuned"], BUDGETS, SEEDS)]
-    monkeypatch.setattr(ablation, "collect", lambda names: pd.DataFrame(rows))
+    monkeypatch.setattr(ablation, "collect", lambda p, runs, early_stopping: pd.DataFrame(rows))
     ablation.main(["--collect-only", "--recipes", "tuned", "--labels", *map(str, BUDGETS),
                    "--out", str(tmp_path)])
     summary = pd.read_csv(tmp_path / "ablation_summary.csv")
@@ -142,14 +146,82 @@ def test_a_recipe_params_yaml_does_not_name_is_one_line(tmp_path):
 
 def test_arms_narrow_the_study_to_the_ones_named_greedy_first(monkeypatch, tmp_path):
     seen = {}
-    monkeypatch.setattr(ablation, "collect", lambda names: seen.setdefault("names", names)
+    monkeypatch.setattr(ablation, "collect", lambda p, runs, early_stopping:
+                        seen.setdefault("runs", runs)
                         and pd.DataFrame([{"arm": "greedy", "recipe": "tuned", "dataset": "mnist",
                                            "labels": 0, "seed": 0, "test_accuracy": 0.98,
                                            "test_nll": 0.05}]))
     ablation.main(["--collect-only", "--recipes", "tuned", "--arms", "linear_probe", "greedy",
                    "--seeds", "0", "1", "--out", str(tmp_path)])
-    arms = {name.split("-")[1] for name in seen["names"]}
+    arms = {run[0] for run in seen["runs"]}
     assert arms == {"greedy", "linear_probe"}
-    assert len(seen["names"]) == 2 * len(params.load().datasets) * 2
+    assert len(seen["runs"]) == 2 * len(params.load().datasets) * 2
     runs = ablation.runs(params.load(), ["tuned"], [0], [0], ["greedy", "linear_probe"])
     assert [run[0] for run in runs][:2] == ["greedy", "greedy"]  # they train the autoencoders
+
+
+# ------------------------------------------------ on many machines: the sweep workflow's grid
+
+STUDY = ["--recipes", "tuned", "--labels", "100", "0", "--early-stopping", "--seeds", "0", "1",
+         "--arms", "no_pretraining", "greedy"]
+
+
+def test_print_grid_is_one_point_per_arm_budget_and_seed_that_sweep_keys_takes(
+        monkeypatch, capsys):
+    monkeypatch.setattr(experiments, "dvc", lambda *args, **kwargs: pytest.fail("ran DVC"))
+    ablation.main([*STUDY, "--print-grid"])
+    grid = json.loads(capsys.readouterr().out)  # one JSON list, nothing else on stdout
+    assert len(grid) == 2 * 2 * 2  # every dataset in each point: a sweep point runs them all
+    p = params.load()
+    assert sorted(map(sorted, grid)) == sorted(
+        sorted(ablation.settings(p, arm, "tuned", labels, seed, True))
+        for arm in ("greedy", "no_pretraining") for labels in (100, 0) for seed in (0, 1))
+    sweep_keys.main(["--grid", json.dumps(grid)])  # what the workflow's grid job runs
+    assert json.loads(capsys.readouterr().out) == grid
+
+
+def test_print_grid_with_collect_only_is_one_line(capsys):
+    with pytest.raises(SystemExit, match="^error: --print-grid prints the whole study"):
+        ablation.main([*STUDY, "--print-grid", "--collect-only"])
+
+
+def fake_experiment(point, ran, accuracy, extra=()):
+    """(data, lock) of a finished experiment of the label-budget study's `point`: its params
+    as `dvc exp run -S` writes them (with `extra` assignments), a metrics file of every
+    dataset, and a dvc.lock whose stages ran with its params for the datasets in `ran` and
+    are its baseline's for the others (a run queued with one dataset as its target)."""
+    p = params.load()
+    sets = [*ablation.settings(p, *point, early_stopping=True), *extra]
+    changed, baseline = experiments.expected_params(sets), load_yaml("params.yaml")
+    data = {"params": {"params.yaml": {"data": changed}}, "metrics": {
+        f"metrics/tuned/{dataset}.json": {"data": {"test_accuracy": accuracy}}
+        for dataset in p.datasets}}
+    lock = {"stages": {f"{stage}@tuned-{dataset}": {"params": {"params.yaml": {
+        "common": run["common"], "tuned.finetune_classifier": run["tuned"]["finetune_classifier"]}}}
+        for dataset in p.datasets for run in [changed if dataset in ran else baseline]
+        for stage in ("finetune_classifier", "evaluate")}}
+    return data, lock
+
+
+def test_runs_are_found_by_their_params_once_each_with_the_datasets_they_ran(monkeypatch):
+    p = params.load()
+    greedy, scratch = ("greedy", "tuned", 100, 0), ("no_pretraining", "tuned", 100, 1)
+    everything = list(p.datasets)
+    made = {"sweep": fake_experiment(greedy, everything, 0.8),  # a random name: no matter
+            "again": fake_experiment(greedy, everything, 0.8),  # pulled twice: one row
+            "local": fake_experiment(scratch, ["mnist"], 0.7),  # queued for MNIST alone
+            "other": fake_experiment(scratch, ["fashion_mnist"], 0.6,  # another recipe's
+                                     ["lecture.finetune_classifier.lr=0.2"]),  # change
+            "not ours": fake_experiment(greedy, everything, 0.1,
+                                        ["tuned.finetune_classifier.lr=0.01"])}
+    monkeypatch.setattr(experiments, "finished",
+                        lambda: [(rev, data) for rev, (data, _) in made.items()])
+    monkeypatch.setattr(experiments, "dvc_lock", lambda rev: made[rev][1])
+    study = ablation.runs(p, ["tuned"], [100], [0, 1], ["greedy", "no_pretraining"])
+    table = ablation.collect(p, study, early_stopping=True)
+    found = {(row.arm, row.dataset, row.seed): row.test_accuracy for row in table.itertuples()}
+    assert found == {("greedy", "mnist", 0): 0.8, ("greedy", "fashion_mnist", 0): 0.8,
+                     ("no_pretraining", "mnist", 1): 0.7,
+                     ("no_pretraining", "fashion_mnist", 1): 0.6}
+    assert len(table) == len(found)
+    assert set(table["labels"]) == {100} and set(table.epochs) == {ablation.MIN_STEPS}

@@ -1,6 +1,8 @@
 """The code-size study: the reference stage's PCA curve at the study's code sizes equals a
 direct SVD on real data, the code size set with `-S` reaches the networks the stages train,
 and the study's bookkeeping (runs, names, summary, figures) without running DVC."""
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -8,7 +10,7 @@ import torch
 
 from sae import evaluation, model, params, pca
 from sae.datasets import load_split
-from scripts import reconstruction
+from scripts import experiments, reconstruction
 from tests.conftest import load_stage, registered, write_tiny_idx
 from tests.test_plots import PNG_SIGNATURE
 
@@ -115,7 +117,7 @@ def fake_table(p):
 def test_the_study_writes_its_table_summary_and_figures(tmp_path, monkeypatch):
     p = params.load()
     curves = {d: pd.Series(np.linspace(0.07, 0.0, 785), index=range(785)) for d in p.datasets}
-    monkeypatch.setattr(reconstruction, "collect", lambda names: fake_table(p))
+    monkeypatch.setattr(reconstruction, "collect", lambda p, points, epochs: fake_table(p))
     monkeypatch.setattr(reconstruction, "pca_curves", lambda datasets: curves)
     monkeypatch.setattr(reconstruction, "pipeline_points",
                         lambda datasets: {d: (256, 0.008) for d in datasets})
@@ -162,3 +164,41 @@ def test_longer_runs_set_each_phase_once_and_carry_their_epochs_in_the_name(meth
     assert "tuned.pretrain_layer1.epochs=30" in sets
     assert f"tuned.stack_layer2.epochs={stacked_epochs}" in sets
     assert reconstruction.run_name(method, "mnist", 32, 1, 30) == f"rec30-{method}-mnist-k32-s1"
+
+
+# ------------------------------------------------ on many machines: the sweep workflow's grid
+
+def test_print_grid_is_one_point_per_method_code_size_and_seed_that_sweep_keys_takes(capsys):
+    from scripts import sweep_keys
+
+    reconstruction.main(["--print-grid", "--code-sizes", "16", "32", "--seeds", "0", "1"])
+    grid = json.loads(capsys.readouterr().out)
+    assert len(grid) == 2 * 2 * 2  # every dataset in each point: a sweep point runs them all
+    assert "tuned.stack_layer2.layers=[400,32]" in grid[-1] and "common.seed=1" in grid[-1]
+    sweep_keys.main(["--grid", json.dumps(grid)])  # what the workflow's grid job runs
+    assert json.loads(capsys.readouterr().out) == grid
+
+
+def test_runs_are_found_by_their_params_with_their_commit(monkeypatch):
+    """A sweep's experiment (a random name, every dataset run) gives a row a dataset; one of
+    another code size is none of the study's."""
+    p = params.load()
+    point = ("end_to_end", 32, 1)
+
+    def experiment(k, mse):
+        changed = experiments.expected_params(reconstruction.point_settings(p, "end_to_end", k, 1))
+        data = {"params": {"params.yaml": {"data": changed}}, "metrics": {
+            f"metrics/tuned/{d}.json": {"data": {"reconstruction_mse": {"stacked": mse}}}
+            for d in p.datasets}}
+        lock = {"stages": {f"evaluate@tuned-{d}": {"params": {"params.yaml": {
+            "common": changed["common"], "tuned.split": changed["tuned"]["split"]}}}
+            for d in p.datasets}}
+        return data, lock
+    made = {"ours": experiment(32, 0.01), "other size": experiment(64, 0.02)}
+    monkeypatch.setattr(experiments, "finished",
+                        lambda: [(rev, data) for rev, (data, _) in made.items()])
+    monkeypatch.setattr(experiments, "dvc_lock", lambda rev: made[rev][1])
+    table = reconstruction.collect(p, [point])
+    assert sorted(table.dataset) == sorted(p.datasets)
+    assert set(table.rev) == {"ours"} and set(table.test_mse) == {0.01}
+    assert set(table.code_size) == {32} and set(table.seed) == {1}

@@ -18,6 +18,10 @@ already (a view of the test's virtual environment, its .installed newer than
 pyproject.toml), as pip's cache would make its install quick; pip has no index here
 (PIP_NO_INDEX), so a `pip install` that would download anything fails.
 The pull-request comment's post (gh api) is not rehearsed: there is no GitHub here.
+
+The sweep is a study's (docs/sweeps.md, "A study on many machines"): a tiny label-budget
+study's `--print-grid` is the grid, and `--collect-only` after the summary job's pull gives
+the tables the same study gives run by the local queue, in a copy of the project.
 """
 import concurrent.futures
 import csv
@@ -34,15 +38,21 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import ROOT, copy_of, dvc, recipe_stages, run, stages_run
+from tests.conftest import (ROOT, command_env, copy_of, dvc, recipe_stages, run,
+                            stages_run)
 from tests.s3 import add_s3_remote
 
 WORKFLOWS = ROOT / ".github" / "workflows"
 EXPRESSION = re.compile(r"\$\{\{\s*(.*?)\s*\}\}")
 STEP_TIMEOUT_S = 600
 LR = "lecture.finetune_classifier.lr"
-GRID = [f"{LR}=0.05", f"{LR}=0.2", [f"{LR}=0.4", "lecture.finetune_classifier.momentum=0.5"]]
 PR_LR = 0.3
+# The label-budget study on the tiny project, cut to 2 points: greedy pretraining with 20
+# labels (2 a class) and with all, seed 0 (the baseline's: each point re-trains only the
+# tuned classifier). Two arms would double the runs and the test's time.
+STUDY = ["--recipes", "tuned", "--labels", "20", "0", "--early-stopping", "--seeds", "0",
+         "--arms", "greedy"]
+TABLES = ("ablation.csv", "ablation_summary.csv")
 SKIPPED = "Post or update the pull-request comment"  # talks to GitHub only
 
 pytestmark = pytest.mark.skipif(shutil.which("jq") is None,
@@ -211,12 +221,23 @@ def origin(tmp_path_factory, reproduced, s3_server):
     return project, bare, branch
 
 
-def test_sweep_workflow_fans_out_three_points_and_summarises_them(origin, s3_server, tmp_path):
+def study(cwd, *options):
+    """What `python -m scripts.ablation` with the tiny study's options printed on stdout."""
+    done = subprocess.run([sys.executable, "-m", "scripts.ablation", *STUDY, *options], cwd=cwd,
+                          env=command_env(), capture_output=True, text=True,
+                          timeout=STEP_TIMEOUT_S)
+    assert done.returncode == 0, f"scripts.ablation {options} failed:\n{done.stdout}{done.stderr}"
+    return done.stdout
+
+
+def test_sweep_workflow_fans_out_a_label_budget_study_and_collects_its_tables(
+        origin, s3_server, tmp_path):
     project, bare, branch = origin
     jobs = workflow("sweep.yml")["jobs"]
+    grid_input = study(project, "--print-grid")
     secrets = {"secrets.AWS_ACCESS_KEY_ID": s3_server.access_key,
                "secrets.AWS_SECRET_ACCESS_KEY": s3_server.secret_key,
-               "github.token": "ghs_not-a-token", "inputs.grid": json.dumps(GRID)}
+               "github.token": "ghs_not-a-token", "inputs.grid": grid_input}
     no_aws = s3_server.env({})  # only the isolation from ~/.aws: the keys come from secrets
     isolation = {k: v for k, v in no_aws.items() if k in ("AWS_CONFIG_FILE",
                                                           "AWS_SHARED_CREDENTIALS_FILE")}
@@ -225,7 +246,7 @@ def test_sweep_workflow_fans_out_three_points_and_summarises_them(origin, s3_ser
     grid = Runner(tmp_path / "grid", bare, secrets, isolation)
     points = json.loads(grid.run_job(jobs["grid"], effects_for(grid, branch))["points"]
                         ["points"])
-    assert points == [[GRID[0]], [GRID[1]], GRID[2]]
+    assert points == json.loads(grid_input) and len(points) == 2
     grid_s = time.monotonic() - started
 
     def run_point(i, point):
@@ -234,13 +255,17 @@ def test_sweep_workflow_fans_out_three_points_and_summarises_them(origin, s3_ser
                         isolation)
         runner.run_job(jobs["run"], effects_for(runner, branch))
         return runner
-    with concurrent.futures.ThreadPoolExecutor(len(points)) as pool:
+    # The same study by the local queue, in a copy of the project, beside the runners.
+    local = shutil.copytree(project, tmp_path / "local", symlinks=True)
+    with concurrent.futures.ThreadPoolExecutor(len(points) + 1) as pool:
+        local_study = pool.submit(study, local, "--out", "study")
         runners = list(pool.map(run_point, range(len(points)), points))
+        local_study.result()
     run_s = time.monotonic() - started - grid_s
 
     for runner in runners:  # the stages the point changes; the rest pulled from S3
         assert runner.ran == {"check_params"} | recipe_stages(
-            ("finetune_classifier", "evaluate"), recipes=["lecture"], datasets=["mnist"]), \
+            ("finetune_classifier", "evaluate"), recipes=["tuned"], datasets=["mnist"]), \
             runner.ran
     refs = run(["git", "for-each-ref", "--format=%(refname)", "refs/exps/"], bare).split()
     assert len(refs) == len(points), refs
@@ -252,14 +277,22 @@ def test_sweep_workflow_fans_out_three_points_and_summarises_them(origin, s3_ser
     published = summary.files["GITHUB_STEP_SUMMARY"].read_text()
     experiments = {row["experiment"] for row in csv.DictReader(io.StringIO(table))}
     assert len(experiments) == len(points) + 1, table  # and the baseline
-    for point in points:
-        values = dict(assignment.split("=", 1) for assignment in point)
-        assert f"| {values[LR]} |" in published, (point, published)
     for name in experiments:
         assert name in published, (name, published)
     assert "Some grid points failed" not in published
-    print(f"\nsweep rehearsal: grid {grid_s:.0f} s, 3 points in parallel {run_s:.0f} s, "
-          f"summary {time.monotonic() - started - grid_s - run_s:.0f} s; replaced: "
+    summary_s = time.monotonic() - started - grid_s - run_s
+
+    # The study's tables from the pulled experiments (DVC's random names) equal the local
+    # queue's (the study's names, one dataset a run): every run once, the same numbers.
+    study(summary.workspace, "--collect-only", "--out", "study")
+    for name in TABLES:
+        assert (summary.workspace / "study" / name).read_text() \
+            == (local / "study" / name).read_text(), name
+    rows = list(csv.DictReader((local / "study" / "ablation.csv").open()))
+    assert len(rows) == len(points) and all(float(row["test_accuracy"]) > 0 for row in rows)
+    print(f"\nsweep rehearsal: grid {grid_s:.0f} s, {len(points)} points in parallel and the "
+          f"local study {run_s:.0f} s, summary {summary_s:.0f} s, collect "
+          f"{time.monotonic() - started - grid_s - run_s - summary_s:.0f} s; replaced: "
           f"{sorted(set(grid.replaced + runners[0].replaced + summary.replaced))}")
 
 
