@@ -6,7 +6,8 @@ PYTHON := $(VENV)/bin/python
 # Stage commands in dvc.yaml call `python`: put the venv's first on PATH.
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: setup pipeline tuned ablation label-budget reconstruction compare verify test
+.PHONY: setup pipeline tuned ablation label-budget label-budget-fixed reconstruction compare verify \
+	test
 
 setup: $(VENV)/.installed
 
@@ -40,6 +41,12 @@ ablation: setup
 label-budget: setup
 	$(PYTHON) -m scripts.ablation --recipes tuned --labels 100 1000 10000 0 --early-stopping \
 		--seeds 0 1 2 3 4 --resume --out plots/label_budget
+
+# The same budgets (but all labels) under the realistic protocol: no epoch is chosen, as a
+# user with N labels has none to spare for a validation set (scripts/ablation.py).
+label-budget-fixed: setup
+	$(PYTHON) -m scripts.ablation --recipes tuned --labels 100 1000 10000 --fixed-length \
+		--seeds 0 1 2 3 4 --resume --out plots/label_budget_fixed
 
 # The code-size study: autoencoders against PCA at codes of 16 to 256 units, both datasets,
 # 3 seeds, as queued experiments (needs the reference stage: run make pipeline first).

@@ -30,6 +30,14 @@ best validation accuracy (finetune_classifier.keep = best), out of the recipe's 
 enough epochs for MIN_STEPS optimiser steps, whichever is more (100 labels are one batch an
 epoch). Its runs are named budget-..., apart from the plain ablation's abl-... ones.
 
+--fixed-length is the realistic protocol for small budgets (issue 25): with N labels,
+nothing labelled beyond those N is read for any choice. A validation set as small as the
+labelled set cannot tell apart models a few points apart (Oliver et al. 2018, "Realistic
+Evaluation of Deep Semi-Supervised Learning Algorithms"), so no epoch is chosen at all:
+fine-tuning runs as many epochs as --early-stopping may (the same rule) and keeps the last
+weights (finetune_classifier.keep = last), where the recipe's cosine schedule has brought
+the learning rate to 0. Its runs are named fixed-....
+
 --print-grid prints the study's points as one JSON list for .github/workflows/sweep.yml's
 `grid` input, and runs nothing: a point is an arm, recipe, budget and seed, its `-S`
 assignments, and covers every dataset (a sweep point runs the whole pipeline). After the
@@ -66,10 +74,14 @@ from scripts import experiments
 
 ARMS = ("greedy", "end_to_end", "no_pretraining", "linear_probe")
 LABELS = ("greedy", "end to end", "no\npretraining", "linear\nprobe")
-PREFIXES = {False: "abl", True: "budget"}  # by --early-stopping
+# How a study ends fine-tuning (its `protocol`): the recipe's own way (None, the plain
+# ablation), the best epoch on validation ("validation", --early-stopping) or a fixed length
+# that reads no labels ("fixed", --fixed-length); and the names of its runs.
+PREFIXES = {None: "abl", "validation": "budget", "fixed": "fixed"}
+KEEP = {"validation": "best", "fixed": "last"}  # finetune_classifier.keep
 KEY = ["arm", "recipe", "dataset", "labels", "seed"]  # one run
 ORDER = ["recipe", "dataset", "labels", "arm", "seed"]  # of the table's rows
-MIN_STEPS = 400  # --early-stopping: the fewest optimiser steps fine-tuning may take
+MIN_STEPS = 400  # a protocol's fewest optimiser steps of fine-tuning
 TRAINING_IMAGES = 60000  # in either dataset
 METRICS = {"test_accuracy": "test_accuracy", "test_nll": "test_nll",
            "mse_layer1": "reconstruction_mse.layer1", "mse_stacked": "reconstruction_mse.stacked",
@@ -86,32 +98,33 @@ def arm_settings(arm, recipe_name, recipe):
     return [f"{recipe_name}.{key}={value}" for key, value in changes.items()]
 
 
-def budget_settings(p, recipe_name, labels):
-    """--early-stopping: keep the best validation epoch, of at least MIN_STEPS steps."""
+def budget_settings(p, recipe_name, labels, protocol):
+    """A protocol's fine-tuning: at least MIN_STEPS steps, the best epoch on validation or
+    the last."""
     phase = p.recipes[recipe_name].finetune_classifier
     steps_per_epoch = math.ceil(labelled_images(p, recipe_name, labels) / phase.batch_size)
     epochs = max(phase.epochs, math.ceil(MIN_STEPS / steps_per_epoch))
-    return [f"{recipe_name}.finetune_classifier.keep=best",
+    return [f"{recipe_name}.finetune_classifier.keep={KEEP[protocol]}",
             f"{recipe_name}.finetune_classifier.epochs={epochs}"]
 
 
-def run_name(arm, recipe, dataset, labels, seed, early_stopping=False):
-    return f"{PREFIXES[early_stopping]}-{arm}-{recipe}-{dataset}-l{labels}-s{seed}"
+def run_name(arm, recipe, dataset, labels, seed, protocol=None):
+    return f"{PREFIXES[protocol]}-{arm}-{recipe}-{dataset}-l{labels}-s{seed}"
 
 
-def settings(p, arm, recipe, labels, seed, early_stopping=False):
-    """A point's `-S` assignments: its seed, label budget and arm (and the label-budget
-    study's fine-tuning rule)."""
+def settings(p, arm, recipe, labels, seed, protocol=None):
+    """A point's `-S` assignments: its seed, label budget and arm (and its protocol's
+    fine-tuning)."""
     return [f"common.seed={seed}", f"{recipe}.finetune_classifier.labels={labels}",
             *arm_settings(arm, recipe, p.recipes[recipe]),
-            *(budget_settings(p, recipe, labels) if early_stopping else [])]
+            *(budget_settings(p, recipe, labels, protocol) if protocol else [])]
 
 
-def queue(p, runs, early_stopping=False):
+def queue(p, runs, protocol=None):
     """Queue `runs`, (arm, recipe, dataset, labels, seed) each, as experiments."""
     for arm, recipe, dataset, labels, seed in runs:
-        experiments.queue(run_name(arm, recipe, dataset, labels, seed, early_stopping),
-                          settings(p, arm, recipe, labels, seed, early_stopping),
+        experiments.queue(run_name(arm, recipe, dataset, labels, seed, protocol),
+                          settings(p, arm, recipe, labels, seed, protocol),
                           f"evaluate@{recipe}-{dataset}")
 
 
@@ -122,9 +135,9 @@ def points(runs):
                               for arm, recipe, _, labels, seed in runs))
 
 
-def grid(p, runs, early_stopping=False):
+def grid(p, runs, protocol=None):
     """The sweep workflow's grid of `runs`: one list of assignments a point."""
-    return [settings(p, *point, early_stopping) for point in points(runs)]
+    return [settings(p, *point, protocol) for point in points(runs)]
 
 
 def runs(p, recipes, budgets, seeds, arms=ARMS):
@@ -144,10 +157,10 @@ def runs(p, recipes, budgets, seeds, arms=ARMS):
     return leaders + [run for run in every if run not in leaders]
 
 
-def collect(p, runs, early_stopping=False):
+def collect(p, runs, protocol=None):
     """One row per run of `runs` that a finished experiment holds, found by its params:
     arm, recipe, dataset, budget, seed and the metrics."""
-    wanted = {point: (point[1], settings(p, *point, early_stopping)) for point in points(runs)}
+    wanted = {point: (point[1], settings(p, *point, protocol)) for point in points(runs)}
     found = experiments.results(wanted, p.datasets)
     rows = [row(point, dataset, data) for (point, dataset), (_, data) in found.items()]
     return pd.DataFrame(rows, columns=None if rows else KEY)
@@ -174,16 +187,16 @@ def keys(table):
 def run_study(p, study, kept, args):
     """Queue and run the runs of `study` that `kept` (--resume's bank) lacks; with --resume,
     also those that finished (locally or in a pulled sweep) or that are still queued."""
-    names = {run: run_name(*run, args.early_stopping) for run in study}
+    names = {run: run_name(*run, args.protocol) for run in study}
     done = keys(kept)
     if args.resume:  # finished, or still in the queue of a study that was stopped
         # The queue first: a run that finishes between the two reads is then found finished.
         waiting = experiments.in_queue(set(names.values()))
-        done |= keys(collect(p, study, args.early_stopping))
+        done |= keys(collect(p, study, args.protocol))
         done |= {run for run, name in names.items() if name in waiting}
     todo = [run for run in study if run not in done]
     experiments.remove_earlier([names[run] for run in todo])
-    queue(p, todo, args.early_stopping)
+    queue(p, todo, args.protocol)
     experiments.run_queue(args.jobs)
 
 
@@ -297,8 +310,11 @@ def main(argv=None):
                         help="default: all four (greedy alone: a recipe over seeds)")
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--out", default="plots/ablation")
-    parser.add_argument("--early-stopping", action="store_true",
-                        help="fine-tuning by the label-budget study's rule (see above)")
+    ending = parser.add_mutually_exclusive_group()
+    ending.add_argument("--early-stopping", dest="protocol", action="store_const",
+                        const="validation", help="keep the best epoch on validation (above)")
+    ending.add_argument("--fixed-length", dest="protocol", action="store_const",
+                        const="fixed", help="the realistic protocol: the last epoch (above)")
     parser.add_argument("--resume", action="store_true",
                         help="keep the runs already in --out, run and add the others")
     parser.add_argument("--collect-only", action="store_true")
@@ -315,13 +331,13 @@ def main(argv=None):
     arms = [arm for arm in ARMS if arm in args.arms]  # greedy first, whatever the order given
     study = runs(p, recipes, args.labels, args.seeds, arms)
     if args.print_grid:
-        print(json.dumps(grid(p, study, args.early_stopping)))
+        print(json.dumps(grid(p, study, args.protocol)))
         return
     out = Path(args.out)
     kept = banked(out / "ablation.csv") if args.resume else pd.DataFrame(columns=KEY)
     if not args.collect_only:
         run_study(p, study, kept, args)
-    fresh = collect(p, study, args.early_stopping)
+    fresh = collect(p, study, args.protocol)
     table = pd.concat([t for t in (kept, fresh) if len(t)] or [fresh])
     table = table.drop_duplicates(KEY, keep="last").sort_values(ORDER)
     summary = summarise(table)

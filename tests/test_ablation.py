@@ -48,22 +48,31 @@ def test_a_queued_run_sets_its_seed_budget_and_arm(monkeypatch):
     assert probe[-1] == "evaluate@tuned-mnist"
 
 
+@pytest.mark.parametrize("protocol, prefix, keep", [("validation", "budget-", "best"),
+                                                    ("fixed", "fixed-", "last")])
 @pytest.mark.parametrize("labels, epochs", [(100, ablation.MIN_STEPS), (1000, 50), (0, 50)])
-def test_early_stopping_keeps_the_best_epoch_of_enough_steps_for_every_arm(
-        monkeypatch, labels, epochs):
+def test_both_protocols_fine_tune_every_arm_for_enough_steps_and_differ_in_the_epoch_kept(
+        monkeypatch, labels, epochs, protocol, prefix, keep):
     """100 labels are one batch of 128 an epoch: MIN_STEPS epochs; larger budgets take at least
-    the recipe's 50 epochs. Every arm gets the same fine-tuning settings."""
+    the recipe's 50 epochs. Every arm gets the same fine-tuning settings; early stopping keeps
+    the best epoch on validation, the realistic protocol the last."""
     queued = []
     monkeypatch.setattr(experiments, "dvc", lambda *args, **kwargs: queued.append(args))
     p = params.load()
     assert p.recipes["tuned"].finetune_classifier.batch_size == 128
-    ablation.queue(p, ablation.runs(p, ["tuned"], [labels], [0]), early_stopping=True)
+    ablation.queue(p, ablation.runs(p, ["tuned"], [labels], [0]), protocol=protocol)
     assert len(queued) == len(ablation.ARMS) * len(p.datasets)
     for args in queued:
-        assert args[args.index("-n") + 1].startswith("budget-")  # apart from abl- runs
+        assert args[args.index("-n") + 1].startswith(prefix)  # apart from the other studies
         sets = {args[i + 1] for i, arg in enumerate(args) if arg == "-S"}
-        assert {"tuned.finetune_classifier.keep=best",
+        assert {f"tuned.finetune_classifier.keep={keep}",
                 f"tuned.finetune_classifier.epochs={epochs}"} <= sets
+
+
+def test_a_study_takes_one_protocol_at_most(capsys):
+    with pytest.raises(SystemExit):
+        ablation.main(["--early-stopping", "--fixed-length", "--print-grid"])
+    assert "not allowed with argument" in capsys.readouterr().err
 
 
 def test_resume_runs_only_what_the_table_lacks_and_keeps_the_rest(monkeypatch, tmp_path):
@@ -74,18 +83,18 @@ def test_resume_runs_only_what_the_table_lacks_and_keeps_the_rest(monkeypatch, t
            for run in [*study[:1], earlier_seed]]
     pd.DataFrame(old).to_csv(tmp_path / "ablation.csv", index=False)
     queued, ran = [], []
-    still_running = ablation.run_name(*study[-1], True)  # left by a study that was killed
+    still_running = ablation.run_name(*study[-1], "validation")  # left by a study that was killed
     monkeypatch.setattr(experiments, "in_queue", lambda names: {still_running} & set(names))
     monkeypatch.setattr(experiments, "remove_earlier", lambda names: None)
     monkeypatch.setattr(experiments, "run_queue", lambda jobs: ran.append(jobs))
     monkeypatch.setattr(experiments, "queue", lambda name, sets, target: queued.append(name))
     # Nothing finished before the queue ran; afterwards, every run but the banked one.
-    monkeypatch.setattr(ablation, "collect", lambda p, runs, early_stopping: pd.DataFrame(
+    monkeypatch.setattr(ablation, "collect", lambda p, runs, protocol: pd.DataFrame(
         [dict(zip(ablation.KEY, run), test_accuracy=0.9, test_nll=0.3)
          for run in (study[1:] if ran else [])], columns=ablation.KEY))
     ablation.main(["--resume", "--early-stopping", "--recipes", "tuned", "--arms", "greedy",
                    "--labels", "100", "--seeds", "0", "1", "--out", str(tmp_path)])
-    assert queued == [ablation.run_name(*run, True) for run in study[1:-1]]  # waited for
+    assert queued == [ablation.run_name(*run, "validation") for run in study[1:-1]]  # waited for
     table = pd.read_csv(tmp_path / "ablation.csv")
     assert len(table) == len(study) + 1 and 7 in table.seed.values
     banked = table[(table.dataset == study[0][2]) & (table.seed == study[0][4])]
@@ -111,7 +120,7 @@ def test_the_study_writes_its_table_summary_by_budget_and_figure(tmp_path, monke
              "seed": seed, "test_accuracy": 0.5 + 0.1 * seed + (labels == 0) * 0.2,
              "test_nll": 1.0}
             for arm, _, dataset, labels, seed in ablation.runs(p, ["tuned"], BUDGETS, SEEDS)]
-    monkeypatch.setattr(ablation, "collect", lambda p, runs, early_stopping: pd.DataFrame(rows))
+    monkeypatch.setattr(ablation, "collect", lambda p, runs, protocol: pd.DataFrame(rows))
     ablation.main(["--collect-only", "--recipes", "tuned", "--labels", *map(str, BUDGETS),
                    "--out", str(tmp_path)])
     summary = pd.read_csv(tmp_path / "ablation_summary.csv")
@@ -146,7 +155,7 @@ def test_a_recipe_params_yaml_does_not_name_is_one_line(tmp_path):
 
 def test_arms_narrow_the_study_to_the_ones_named_greedy_first(monkeypatch, tmp_path):
     seen = {}
-    monkeypatch.setattr(ablation, "collect", lambda p, runs, early_stopping:
+    monkeypatch.setattr(ablation, "collect", lambda p, runs, protocol:
                         seen.setdefault("runs", runs)
                         and pd.DataFrame([{"arm": "greedy", "recipe": "tuned", "dataset": "mnist",
                                            "labels": 0, "seed": 0, "test_accuracy": 0.98,
@@ -174,7 +183,7 @@ def test_print_grid_is_one_point_per_arm_budget_and_seed_that_sweep_keys_takes(
     assert len(grid) == 2 * 2 * 2  # every dataset in each point: a sweep point runs them all
     p = params.load()
     assert sorted(map(sorted, grid)) == sorted(
-        sorted(ablation.settings(p, arm, "tuned", labels, seed, True))
+        sorted(ablation.settings(p, arm, "tuned", labels, seed, "validation"))
         for arm in ("greedy", "no_pretraining") for labels in (100, 0) for seed in (0, 1))
     sweep_keys.main(["--grid", json.dumps(grid)])  # what the workflow's grid job runs
     assert json.loads(capsys.readouterr().out) == grid
@@ -191,7 +200,7 @@ def fake_experiment(point, ran, accuracy, extra=()):
     dataset, and a dvc.lock whose stages ran with its params for the datasets in `ran` and
     are its baseline's for the others (a run queued with one dataset as its target)."""
     p = params.load()
-    sets = [*ablation.settings(p, *point, early_stopping=True), *extra]
+    sets = [*ablation.settings(p, *point, protocol="validation"), *extra]
     changed, baseline = experiments.expected_params(sets), load_yaml("params.yaml")
     data = {"params": {"params.yaml": {"data": changed}}, "metrics": {
         f"metrics/tuned/{dataset}.json": {"data": {"test_accuracy": accuracy}}
@@ -218,7 +227,7 @@ def test_runs_are_found_by_their_params_once_each_with_the_datasets_they_ran(mon
                         lambda: [(rev, data) for rev, (data, _) in made.items()])
     monkeypatch.setattr(experiments, "dvc_lock", lambda rev: made[rev][1])
     study = ablation.runs(p, ["tuned"], [100], [0, 1], ["greedy", "no_pretraining"])
-    table = ablation.collect(p, study, early_stopping=True)
+    table = ablation.collect(p, study, protocol="validation")
     found = {(row.arm, row.dataset, row.seed): row.test_accuracy for row in table.itertuples()}
     assert found == {("greedy", "mnist", 0): 0.8, ("greedy", "fashion_mnist", 0): 0.8,
                      ("no_pretraining", "mnist", 1): 0.7,
