@@ -2,6 +2,8 @@
 one line and exit 130, a bug keeps its traceback; outputs are checked before any work."""
 import errno
 import shutil
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -13,7 +15,7 @@ from sae.datasets import DataError
 from sae.model import (CheckpointError, autoencoder, classifier, load_checkpoint,
                        save_checkpoint, stack)
 from sae.params import PHASES, ParamsError
-from tests.conftest import load_stage, registered, run_stage, write_tiny_idx
+from tests.conftest import ROOT, load_stage, registered, run_stage, write_tiny_idx
 
 USER_FAILURES = [ParamsError("params.yaml: common.seed = -1 is not allowed; expected ..."),
                  DataError("data/mnist: IDX header promises shape (60000, 28, 28) but ..."),
@@ -45,6 +47,20 @@ def test_ctrl_c_is_one_line_and_exit_130(capsys):
         stage.run(fail_with(KeyboardInterrupt()))
     assert exit_.value.code == 130
     assert capsys.readouterr().err == "error: interrupted\n"
+
+
+def test_a_stage_that_succeeds_exits_0_at_once_with_all_its_output(tmp_path):
+    """stage.run ends a successful stage with os._exit(0), after flushing: nothing printed
+    is lost, even to a pipe (block-buffered), and atexit handlers do not run."""
+    script = ("import atexit, sys\nfrom sae import stage\n"
+              "atexit.register(lambda: print('shutdown ran'))\n"
+              "stage.run(lambda: [print(f'line {i}') for i in range(20000)] and "
+              "print('to stderr', file=sys.stderr))\n")
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0
+    assert done.stdout.splitlines() == [f"line {i}" for i in range(20000)]
+    assert done.stderr == "to stderr\n"
 
 
 def test_a_bug_keeps_its_traceback():

@@ -102,10 +102,21 @@ def stage_name(argv):
 
 
 def report(log, name, started):
+    if "reported" in marks:  # at os._exit, then not again at Python's shutdown
+        return
+    marks["reported"] = True
     record = {"stage": name, "start": started, "site": marks["site"],
               "main": marks.get("main"), "end": time.time(), "spans": totals}
     with open(log, "a") as f:
         f.write(json.dumps(record) + "\n")
+
+
+def reporting_before(exit_now, *report_args):
+    """os._exit (a successful stage ends with it, sae.stage) that reports first."""
+    def exit_reporting(code):
+        report(*report_args)
+        exit_now(code)
+    return exit_reporting
 
 
 def install():
@@ -118,7 +129,9 @@ def install():
         return
     marks["site"] = time.time()
     sys.meta_path.insert(0, TimedImports())
-    atexit.register(report, log, stage_name(argv), process_start())
+    report_args = (log, stage_name(argv), process_start())
+    atexit.register(report, *report_args)
+    os._exit = reporting_before(os._exit, *report_args)
 
 
 install()
