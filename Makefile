@@ -42,8 +42,8 @@ label-budget: setup
 	$(PYTHON) -m scripts.ablation --recipes tuned --labels 100 1000 10000 0 --early-stopping \
 		--seeds 0 1 2 3 4 --resume --out plots/label_budget
 
-# The same budgets (but all labels) under the realistic protocol: no epoch is chosen, as a
-# user with N labels has none to spare for a validation set (scripts/ablation.py).
+# The label-budget study's small budgets (not all labels) under the realistic protocol: no
+# epoch is chosen, as a user with N labels has none to spare for validation (scripts/ablation.py).
 label-budget-fixed: setup
 	$(PYTHON) -m scripts.ablation --recipes tuned --labels 100 1000 10000 --fixed-length \
 		--seeds 0 1 2 3 4 --resume --out plots/label_budget_fixed
