@@ -6,8 +6,8 @@ PYTHON := $(VENV)/bin/python
 # Stage commands in dvc.yaml call `python`: put the venv's first on PATH.
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: setup pipeline tuned ablation label-budget label-budget-fixed reconstruction compare verify \
-	test
+.PHONY: setup pipeline tuned ablation label-budget label-budget-fixed reconstruction \
+	compare verify test
 
 setup: $(VENV)/.installed
 
