@@ -97,7 +97,10 @@ class S3Server:
         return env
 
     def answers(self):
-        """Whether S3 answers and the bucket is there (a signed HEAD of the bucket)."""
+        """Whether S3 answers, the bucket is there and takes a write (a signed HEAD of the
+        bucket, then a small object put and deleted). The S3 gateway answers before a volume
+        server has registered its capacity, and one never does on a disk short of space:
+        every push then fails with "no volume server capacity registered yet"."""
         import botocore.session  # DVC's S3 plugin brings botocore
         from botocore.config import Config
         client = botocore.session.get_session().create_client(
@@ -106,7 +109,9 @@ class S3Server:
             config=Config(connect_timeout=2, read_timeout=5, retries={"max_attempts": 1}))
         try:
             client.head_bucket(Bucket=self.bucket)
-        except Exception:  # not up yet, or the bucket not made yet
+            client.put_object(Bucket=self.bucket, Key="ready-probe", Body=b"ready")
+            client.delete_object(Bucket=self.bucket, Key="ready-probe")
+        except Exception:  # not up yet, the bucket not made yet, or no volume to write to
             return False
         return True
 
@@ -128,8 +133,10 @@ def start(folder):
         if not exited:
             break  # it ran and never served: another try would not help
     tail = server.log.read_text(errors="replace")[-2000:]
+    free = shutil.disk_usage(folder).free / 2 ** 30
     pytest.fail(f"weed mini did not serve S3 at {server.endpoint} within {START_TIMEOUT_S} s "
-                f"(exit status {server.process.returncode}, try {attempt}):\n{tail}")
+                f"(exit status {server.process.returncode}, try {attempt}; {free:.1f} GiB free "
+                f"on its disk, and it takes no writes with too little):\n{tail}")
 
 
 def launch(folder):
