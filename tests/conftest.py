@@ -246,3 +246,15 @@ def clone_origin(project, path):
     run(["git", "clone", "-q", "-b", branch, str(project.parent / "origin.git"), str(path)],
         path.parent)
     return path
+
+
+def mnist_only_copy(reproduced, path):
+    """A copy of the reproduced tiny project whose params.yaml names MNIST alone (half the
+    stages a run), committed; only check_params re-runs for it."""
+    project = copy_of(reproduced, path)
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["datasets"] = ["mnist"]
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    assert stages_run(dvc("repro", cwd=project)) == {"check_params"}
+    run(["git", "commit", "-qam", "MNIST alone"], project)
+    return project

@@ -23,10 +23,9 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-import yaml
 
 from scripts import run_queue
-from tests.conftest import command_env, copy_of, dvc, run, stages_run
+from tests.conftest import command_env, dvc, mnist_only_copy
 
 STUDY = [sys.executable, "-m", "scripts.ablation", "--recipes", "lecture", "--arms", "greedy",
          "no_pretraining", "linear_probe", "--seeds", "0", "--jobs", "1", "--out", "study",
@@ -42,13 +41,8 @@ METRIC_TOLERANCE = 1.01e-6  # test_nll can move in its 6th decimal: test_experim
 def projects(reproduced, tmp_path):
     """Two copies of the reproduced tiny project on MNIST alone (half the stages a run):
     one to interrupt, one for the study run without interruption."""
-    first = copy_of(reproduced, tmp_path / "interrupted")
-    params = yaml.safe_load((first / "params.yaml").read_text())
-    params["datasets"] = ["mnist"]
-    (first / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    assert stages_run(dvc("repro", cwd=first)) == {"check_params"}
-    run(["git", "commit", "-qam", "MNIST alone"], first)
-    # a copy as copy_of makes one: DVC keys what it remembers by path, the copy starts afresh
+    first = mnist_only_copy(reproduced, tmp_path / "interrupted")
+    # a copy as conftest's copy_of makes one: DVC keys what it remembers by path, the copy starts afresh
     return first, shutil.copytree(first, tmp_path / "uninterrupted", symlinks=True)
 
 

@@ -38,7 +38,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import (ROOT, command_env, copy_of, dvc, recipe_stages, run,
+from tests.conftest import (ROOT, command_env, dvc, mnist_only_copy, recipe_stages, run,
                             stages_run)
 from tests.s3 import add_s3_remote
 
@@ -201,12 +201,7 @@ def origin(tmp_path_factory, reproduced, s3_server):
     pushed to a bare origin, its data and models to S3 with the S3 remote committed as the
     default, as sweep.yml expects."""
     root = tmp_path_factory.mktemp("rehearsal")
-    project = copy_of(reproduced, root / "project")
-    params = yaml.safe_load((project / "params.yaml").read_text())
-    params["datasets"] = ["mnist"]
-    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    assert stages_run(dvc("repro", cwd=project)) == {"check_params"}
-    run(["git", "commit", "-qam", "MNIST alone"], project)
+    project = mnist_only_copy(reproduced, root / "project")
     bare = root / "origin.git"
     run(["git", "init", "-q", "--bare", str(bare)], root)
     run(["git", "remote", "add", "origin", str(bare)], project)
