@@ -43,10 +43,12 @@ label-budget: setup
 		--seeds 0 1 2 3 4 --resume --out plots/label_budget
 
 # The label-budget study's small budgets (not all labels) under the realistic protocol: no
-# epoch is chosen, as a user with N labels has none to spare for validation (scripts/ablation.py).
+# epoch is chosen, as a user with N labels has none to spare for validation (scripts/ablation.py);
+# then both protocols side by side (scripts/protocols.py). About 2 hours on 2 cores, resumable.
 label-budget-fixed: setup
 	$(PYTHON) -m scripts.ablation --recipes tuned --labels 100 1000 10000 --fixed-length \
 		--seeds 0 1 2 3 4 --resume --out plots/label_budget_fixed
+	$(PYTHON) -m scripts.protocols plots/label_budget plots/label_budget_fixed
 
 # The code-size study: autoencoders against PCA at codes of 16 to 256 units, both datasets,
 # 3 seeds, as queued experiments (needs the reference stage: run make pipeline first).

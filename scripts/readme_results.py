@@ -8,7 +8,8 @@ lecture's printed ones and a faithful re-run of its notebook (rebuilt in today's
 float64, DataLoader, seed 0, by this project's team); the tuned recipe gets one row a dataset.
 What the autoencoders learn: each autoencoder's test MSE beside PCA and the mean image, the
 code-size study's summary (plots/reconstruction/reconstruction_summary.csv) and the
-label-budget study's (plots/label_budget/ablation_summary.csv).
+label-budget study's under each protocol (plots/label_budget/ and plots/label_budget_fixed/,
+ablation_summary.csv each).
 """
 import argparse
 import difflib
@@ -177,29 +178,45 @@ def reconstruction_table(root):
                            "mean image"], rows)
 
 
+# The label-budget study's protocols (scripts.ablation): the name in the table, and its folder.
+PROTOCOL_STUDIES = {"early stop": "label_budget", "fixed": "label_budget_fixed"}
+
+
 def label_budget_table(root):
-    """The label-budget study: test accuracy per arm and budget, mean ± the half-width of its
-    95 % t-interval over the seeds (n); "–" for an arm the study has not run."""
-    path = Path(root, "plots", "label_budget", "ablation_summary.csv")
-    if not path.is_file():
+    """The label-budget study under each protocol it has run under: a caption, then test
+    accuracy per arm, budget and protocol, mean ± the half-width of its 95 % t-interval over
+    the seeds, with their number (in the caption when every cell has the same); "–" for an arm
+    not run."""
+    summaries = {name: read_summary(path) for name, folder in PROTOCOL_STUDIES.items()
+                 if (path := Path(root, "plots", folder, "ablation_summary.csv")).is_file()}
+    if "early stop" not in summaries:
         return "_Not run yet: `make label-budget`._"
-    summary = read_summary(path)
-    summary = summary.assign(shown=summary["labels"].replace(0, float("inf")))
+    summary = pd.concat([s.assign(protocol=name) for name, s in summaries.items()])
+    counts = set(summary.test_accuracy_count)
     rows = []
     for dataset, info in DATASETS.items():
         part = summary[summary.dataset == dataset]
-        for labels, budget in part.sort_values("shown").groupby("labels", sort=False):
-            by_arm = budget.set_index("arm")
-            rows.append((info.title, f"{labels:,}" if labels else "all",
-                         *(arm_cell(by_arm.loc[a]) if a in by_arm.index else "–"
-                           for a in ARM_TITLES)))
-    return markdown_table(["dataset", "labels", *ARM_TITLES.values()], rows)
+        for labels in sorted(part["labels"].unique(), key=lambda n: n or float("inf")):
+            for protocol in summaries:
+                by_arm = part[(part["labels"] == labels)
+                              & (part.protocol == protocol)].set_index("arm")
+                if len(by_arm):
+                    rows.append((info.title, f"{labels:,}" if labels else "all", protocol,
+                                 *(arm_cell(by_arm.loc[a], len(counts) > 1)
+                                   if a in by_arm.index else "–" for a in ARM_TITLES)))
+    seeds = f"{counts.pop()} seeds" if len(counts) == 1 else "seeds (n)"
+    caption = (f"Label budget, tuned recipe: test accuracy (%) per arm, mean ± 95 % t-interval "
+               f"over {seeds}; fine-tuning keeps its best epoch on 10,000 validation images "
+               f"(early stop) or runs a fixed length (fixed):")
+    return "\n\n".join([caption, markdown_table(["dataset", "labels", "protocol",
+                                                  *ARM_TITLES.values()], rows)])
 
 
-def arm_cell(arm):
+def arm_cell(arm, with_count=True):
     """mean ± interval (n); one seed has no interval."""
     interval = f" ± {100 * arm.test_accuracy_ci95:.2f}" if arm.test_accuracy_count > 1 else ""
-    return f"{100 * arm.test_accuracy_mean:.2f}{interval} ({arm.test_accuracy_count})"
+    count = f" ({arm.test_accuracy_count})" if with_count else ""
+    return f"{100 * arm.test_accuracy_mean:.2f}{interval}{count}"
 
 
 CODES_SHOWN = (32, 256)  # the code sizes of the code-size study's aims (issue 16)
@@ -242,8 +259,6 @@ def render_learn(root):
                       reconstruction_table(root), "",
                       "Code-size study, test MSE, mean ± 95 % t-interval (× PCA's):", "",
                       code_size_table(root), "",
-                      "Label budget, tuned recipe: test accuracy (%) per arm, mean ± 95 % "
-                      "t-interval over seeds (n):", "",
                       label_budget_table(root), LEARN_END])
 
 

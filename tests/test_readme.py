@@ -168,11 +168,28 @@ def test_learn_block_sets_each_autoencoder_beside_pca_and_the_ablation_arms(resu
     assert ["MNIST", "layer 1 (code 400)", "0.0660 (200×)", "0.0660 (200×)", "0.00033",
             "0.0675"] in rows
     # the 95 % t-interval of a mean over 3 seeds: 4.3027 * std / sqrt(3)
-    budgets = [row for row in rows if len(row) == 6 and row[1] in ("100", "1,000", "all")]
+    budgets = [row for row in rows if len(row) == 7 and row[1] in ("100", "1,000", "all")]
     assert budgets == [  # fewest labels first; an arm not run is a dash
-        ["MNIST", "100", "90.00 ± 2.48 (3)", "80.00 ± 4.97 (3)", "80.00 ± 4.97 (3)", "–"],
-        ["MNIST", "1,000", "90.00 ± 2.48 (3)", *["80.00 ± 4.97 (3)"] * 3],
-        ["MNIST", "all", "90.00 ± 2.48 (3)", *["80.00 ± 4.97 (3)"] * 3]]
+        ["MNIST", "100", "early stop", "90.00 ± 2.48", "80.00 ± 4.97", "80.00 ± 4.97", "–"],
+        ["MNIST", "1,000", "early stop", "90.00 ± 2.48", *["80.00 ± 4.97"] * 3],
+        ["MNIST", "all", "early stop", "90.00 ± 2.48", *["80.00 ± 4.97"] * 3]]
+    assert "over 3 seeds; fine-tuning keeps its best epoch" in block  # every cell's n
+
+
+def test_label_budget_rows_give_each_protocol_a_budget_has_run_under(results):
+    folder = results / "plots" / "label_budget_fixed"
+    folder.mkdir()
+    early = pd.read_csv(results / "plots" / "label_budget" / "ablation_summary.csv")
+    fixed = early[early["labels"] == 100].assign(test_accuracy_mean=0.7, test_accuracy_count=5)
+    fixed.to_csv(folder / "ablation_summary.csv", index=False)
+    rows = [[c.strip() for c in line.strip("|").split("|")]
+            for line in readme_results.render_learn(results).splitlines()
+            if line.startswith("| MNIST |") and len(line.split("|")) == 9]
+    assert [row[1:3] for row in rows] == [["100", "early stop"], ["100", "fixed"],
+                                          ["1,000", "early stop"], ["all", "early stop"]]
+    # the seeds differ between the studies: each cell says how many
+    assert rows[0][3] == "90.00 ± 2.48 (3)" and rows[1][3].endswith("(5)")
+    assert rows[1][3].startswith("70.00 ± ")
 
 
 def test_check_needs_the_markers(results):
