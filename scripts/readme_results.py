@@ -22,8 +22,10 @@ import pandas as pd
 from sae.datasets import DATASETS
 from sae.live import history_frame
 from sae.params import PHASES
-from scripts import (SUMMARY_COLUMNS, accuracy, accuracy_columns, binomial95, markdown_escape,
-                     markdown_table, non_negative, read_summary, read_table, replace_block)
+from scripts import (SUMMARY_COLUMNS, accuracy, accuracy_columns, bad_data, binomial95, is_number,
+                     markdown_escape, markdown_table, non_negative, read_summary, read_table,
+                     replace_block)
+from scripts.ablation import BASELINE
 
 START, END = "<!-- results:start -->", "<!-- results:end -->"
 LEARN_START, LEARN_END = "<!-- learn:start -->", "<!-- learn:end -->"
@@ -178,45 +180,82 @@ def reconstruction_table(root):
                            "mean image"], rows)
 
 
-# The label-budget study's protocols (scripts.ablation): the name in the table, and its folder.
-PROTOCOL_STUDIES = {"early stop": "label_budget", "fixed": "label_budget_fixed"}
+# The label-budget study's protocols (scripts.ablation): their names here, and their folders.
+PROTOCOL_STUDIES = {"early stop": "label_budget", "fixed length": "label_budget_fixed"}
+SUMMARY, GAINS = "ablation_summary.csv", "gain_summary.csv"  # a study's, in its folder
+GAIN_COLUMNS = ("dataset", "labels", "arm", "gain_mean", "gain_count", "gain_ci95")
 
 
 def label_budget_table(root):
-    """The label-budget study under each protocol it has run under: a caption, then test
-    accuracy per arm, budget and protocol, mean ± the half-width of its 95 % t-interval over
-    the seeds, with their number (in the caption when every cell has the same); "–" for an arm
-    not run."""
-    summaries = {name: read_summary(path) for name, folder in PROTOCOL_STUDIES.items()
-                 if (path := Path(root, "plots", folder, "ablation_summary.csv")).is_file()}
-    if "early stop" not in summaries:
+    """The label-budget study under each protocol it has run under: a caption, then per
+    dataset no pretraining's test accuracy and each other arm's gain over it (paired by seed),
+    mean ± the half-width of its 95 % t-interval, one column per budget, in each cell one
+    value per protocol; "–" where a study has no such row."""
+    studies = {name: read_study(Path(root, "plots", folder)) for name, folder in
+               PROTOCOL_STUDIES.items() if Path(root, "plots", folder, SUMMARY).is_file()}
+    if "early stop" not in studies:
         return "_Not run yet: `make label-budget`._"
-    summary = pd.concat([s.assign(protocol=name) for name, s in summaries.items()])
-    counts = set(summary.test_accuracy_count)
+    budgets = sorted({n for rows in studies.values() for n in rows["labels"]},
+                     key=lambda n: n or float("inf"))  # 0, all labels, last
+    counts = {n for rows in studies.values() for n in rows["count"].dropna()}
     rows = []
     for dataset, info in DATASETS.items():
-        part = summary[summary.dataset == dataset]
-        for labels in sorted(part["labels"].unique(), key=lambda n: n or float("inf")):
-            for protocol in summaries:
-                by_arm = part[(part["labels"] == labels)
-                              & (part.protocol == protocol)].set_index("arm")
-                if len(by_arm):
-                    rows.append((info.title, f"{labels:,}" if labels else "all", protocol,
-                                 *(arm_cell(by_arm.loc[a], len(counts) > 1)
-                                   if a in by_arm.index else "–" for a in ARM_TITLES)))
-    seeds = f"{counts.pop()} seeds" if len(counts) == 1 else "seeds (n)"
-    caption = (f"Label budget, tuned recipe: test accuracy (%) per arm, mean ± 95 % t-interval "
-               f"over {seeds}; fine-tuning keeps its best epoch on 10,000 validation images "
-               f"(early stop) or runs a fixed length (fixed):")
-    return "\n\n".join([caption, markdown_table(["dataset", "labels", "protocol",
-                                                  *ARM_TITLES.values()], rows)])
+        for arm in [BASELINE, *(a for a in ARM_TITLES if a != BASELINE)]:
+            cells = [" / ".join(budget_cell(study, dataset, labels, arm, len(counts) > 1)
+                                for study in studies.values()
+                                if labels in set(study["labels"]))
+                     for labels in budgets]
+            cells = [cell if cell.strip("– /") else "–" for cell in cells]  # none: one dash
+            rows.append((info.title, ARM_TITLES[arm], *cells))
+    seeds = f"{counts.pop():.0f} seeds" if len(counts) == 1 else "seeds (n)"
+    caption = (f"Label budget, tuned recipe, mean ± 95 % t-interval over {seeds}: no "
+               f"pretraining's test accuracy (%), the other arms' gain over it (points, paired "
+               f"by seed); fine-tuning keeps its best epoch on 10,000 validation images / runs "
+               f"a fixed length:")
+    header = ["dataset", "arm", *(f"{n:,}" if n else "all" for n in budgets)]
+    return "\n\n".join([caption, markdown_table(header, rows)])
 
 
-def arm_cell(arm, with_count=True):
+def read_study(folder):
+    """One study's rows: (dataset, labels, arm, mean, count, ci95), no pretraining's test
+    accuracy and the other arms' gains, each file's values checked."""
+    if not (folder / GAINS).is_file():
+        sys.exit(f"error: {folder} has {SUMMARY} but no {GAINS}: re-run its study with "
+                 "--collect-only (scripts/ablation.py) to write both")
+    accuracy = read_summary(folder / SUMMARY)
+    gains = read_table(folder / GAINS, GAIN_COLUMNS)
+    for i, row in enumerate(gains.to_dict("records"), start=2):
+        where = f"{folder / GAINS}, line {i}"
+        if not (is_number(row["gain_mean"]) and -1 <= row["gain_mean"] <= 1):
+            bad_data(where, "gain_mean", row["gain_mean"],
+                     "a gain in accuracy must be a finite number in [-1, 1]")
+        non_negative(row["gain_ci95"], where, "gain_ci95", missing_ok=row["gain_count"] == 1)
+    baseline = accuracy[accuracy.arm == BASELINE].rename(columns={
+        "test_accuracy_mean": "mean", "test_accuracy_count": "count",
+        "test_accuracy_ci95": "ci95"})
+    gains = gains.rename(columns={"gain_mean": "mean", "gain_count": "count",
+                                  "gain_ci95": "ci95"})
+    columns = ["dataset", "labels", "arm", "mean", "count", "ci95"]
+    return pd.concat([baseline[columns], gains[columns]], ignore_index=True)
+
+
+def budget_cell(study, dataset, labels, arm, with_count):
+    """An accuracy (no pretraining) or a signed gain, in points, ± its interval; "–" when
+    the study has none."""
+    found = study[(study.dataset == dataset) & (study["labels"] == labels) & (study.arm == arm)]
+    if not len(found):
+        return "–"
+    row = found.iloc[0]
+    points = round(100 * row["mean"], 1) + 0.0  # + 0.0: no "-0.0" for a gain that rounds to 0
+    value = f"{points:.1f}" if arm == BASELINE else f"{points:+.1f}"
+    interval = f" ± {100 * row.ci95:.1f}" if row["count"] > 1 else ""
+    return value + interval + (f" ({row['count']:.0f})" if with_count else "")
+
+
+def arm_cell(arm):
     """mean ± interval (n); one seed has no interval."""
     interval = f" ± {100 * arm.test_accuracy_ci95:.2f}" if arm.test_accuracy_count > 1 else ""
-    count = f" ({arm.test_accuracy_count})" if with_count else ""
-    return f"{100 * arm.test_accuracy_mean:.2f}{interval}{count}"
+    return f"{100 * arm.test_accuracy_mean:.2f}{interval} ({arm.test_accuracy_count})"
 
 
 CODES_SHOWN = (32, 256)  # the code sizes of the code-size study's aims (issue 16)

@@ -44,19 +44,26 @@ def write_results(root, recipe, dataset, accuracy=0.9133):
                                                                  index=False)
 
 
-def write_ablation_summary(root):
-    """A label-budget summary as scripts.ablation writes it (all labels first): greedy 90 %,
-    others 80 %, std 1 and 2 points over 3 seeds; 100 labels without a linear probe."""
+def write_label_budget_study(folder, baseline=0.8, seeds=3, budgets=(0, 1000, 100)):
+    """A label-budget study's summaries as scripts.ablation writes them (all labels first):
+    greedy 90 %, the other arms `baseline`, std 1 and 2 points over `seeds`; 100 labels
+    without a linear probe. gain_summary.csv: each arm's gain over no pretraining, std 0.5
+    points."""
     std = {arm: 0.01 if arm == "greedy" else 0.02 for arm in readme_results.ARM_TITLES}
-    rows = [{"recipe": "tuned", "dataset": dataset, "labels": labels, "arm": arm,
-             "test_accuracy_mean": 0.9 if arm == "greedy" else 0.8,
-             "test_accuracy_std": std[arm], "test_accuracy_count": 3,
-             "test_accuracy_ci95": mean_ci95(std[arm], 3)}
-            for dataset in DATASETS for labels in (0, 1000, 100)
+    mean = {arm: 0.9 if arm == "greedy" else baseline for arm in readme_results.ARM_TITLES}
+    runs = [("tuned", dataset, labels, arm) for dataset in DATASETS for labels in budgets
             for arm in readme_results.ARM_TITLES if (labels, arm) != (100, "linear_probe")]
-    (root / "plots" / "label_budget").mkdir(parents=True)
-    pd.DataFrame(rows).to_csv(root / "plots" / "label_budget" / "ablation_summary.csv",
-                              index=False)
+    run_columns = ["recipe", "dataset", "labels", "arm"]
+    accuracy = [dict(zip(run_columns, run)) | {
+        "test_accuracy_mean": mean[run[3]], "test_accuracy_std": std[run[3]],
+        "test_accuracy_count": seeds, "test_accuracy_ci95": mean_ci95(std[run[3]], seeds)}
+        for run in runs]
+    gains = [dict(zip(run_columns, run)) | {
+        "gain_mean": mean[run[3]] - baseline, "gain_std": 0.005, "gain_count": seeds,
+        "gain_ci95": mean_ci95(0.005, seeds)} for run in runs if run[3] != "no_pretraining"]
+    folder.mkdir(parents=True)
+    pd.DataFrame(accuracy).to_csv(folder / "ablation_summary.csv", index=False)
+    pd.DataFrame(gains).to_csv(folder / "gain_summary.csv", index=False)
 
 
 def write_code_size_summary(root):
@@ -81,7 +88,7 @@ def results(tmp_path):
     for dataset in DATASETS:
         write_results(tmp_path, "lecture", dataset)
         write_results(tmp_path, "tuned", dataset, accuracy=0.98765)
-    write_ablation_summary(tmp_path)
+    write_label_budget_study(tmp_path / "plots" / "label_budget")
     write_code_size_summary(tmp_path)
     (tmp_path / "README.md").write_text(
         f"# Title\n\n{readme_results.START}\nold tables\n{readme_results.END}\n\n## Next\n"
@@ -168,28 +175,38 @@ def test_learn_block_sets_each_autoencoder_beside_pca_and_the_ablation_arms(resu
     assert ["MNIST", "layer 1 (code 400)", "0.0660 (200×)", "0.0660 (200×)", "0.00033",
             "0.0675"] in rows
     # the 95 % t-interval of a mean over 3 seeds: 4.3027 * std / sqrt(3)
-    budgets = [row for row in rows if len(row) == 7 and row[1] in ("100", "1,000", "all")]
-    assert budgets == [  # fewest labels first; an arm not run is a dash
-        ["MNIST", "100", "early stop", "90.00 ± 2.48", "80.00 ± 4.97", "80.00 ± 4.97", "–"],
-        ["MNIST", "1,000", "early stop", "90.00 ± 2.48", *["80.00 ± 4.97"] * 3],
-        ["MNIST", "all", "early stop", "90.00 ± 2.48", *["80.00 ± 4.97"] * 3]]
-    assert "over 3 seeds; fine-tuning keeps its best epoch" in block  # every cell's n
+    budgets = [row for row in rows if row[1] in readme_results.ARM_TITLES.values()]
+    assert budgets == [  # the baseline's accuracy, then each arm's gain; an arm not run: "–"
+        ["MNIST", "no pretraining", "80.0 ± 5.0", "80.0 ± 5.0", "80.0 ± 5.0"],
+        ["MNIST", "greedy", "+10.0 ± 1.2", "+10.0 ± 1.2", "+10.0 ± 1.2"],
+        ["MNIST", "end to end", "+0.0 ± 1.2", "+0.0 ± 1.2", "+0.0 ± 1.2"],
+        ["MNIST", "linear probe", "–", "+0.0 ± 1.2", "+0.0 ± 1.2"]]
+    assert "| dataset | arm | 100 | 1,000 | all |" in block  # fewest labels first
+    assert "over 3 seeds: no pretraining's test accuracy" in block  # every cell's n
 
 
-def test_label_budget_rows_give_each_protocol_a_budget_has_run_under(results):
-    folder = results / "plots" / "label_budget_fixed"
-    folder.mkdir()
-    early = pd.read_csv(results / "plots" / "label_budget" / "ablation_summary.csv")
-    fixed = early[early["labels"] == 100].assign(test_accuracy_mean=0.7, test_accuracy_count=5)
-    fixed.to_csv(folder / "ablation_summary.csv", index=False)
+def test_label_budget_cells_give_each_protocol_a_budget_has_run_under(results):
+    write_label_budget_study(results / "plots" / "label_budget_fixed", baseline=0.7, seeds=5,
+                             budgets=(1000, 100))
     rows = [[c.strip() for c in line.strip("|").split("|")]
             for line in readme_results.render_learn(results).splitlines()
-            if line.startswith("| MNIST |") and len(line.split("|")) == 9]
-    assert [row[1:3] for row in rows] == [["100", "early stop"], ["100", "fixed"],
-                                          ["1,000", "early stop"], ["all", "early stop"]]
-    # the seeds differ between the studies: each cell says how many
-    assert rows[0][3] == "90.00 ± 2.48 (3)" and rows[1][3].endswith("(5)")
-    assert rows[1][3].startswith("70.00 ± ")
+            if line.startswith("| MNIST |")]
+    by_arm = {row[1]: row[2:] for row in rows if row[1] in readme_results.ARM_TITLES.values()}
+    # early stop / fixed length where both ran; all labels under early stop only; each cell
+    # says its seeds, as the studies differ
+    assert by_arm["no pretraining"] == ["80.0 ± 5.0 (3) / 70.0 ± 2.5 (5)",
+                                        "80.0 ± 5.0 (3) / 70.0 ± 2.5 (5)", "80.0 ± 5.0 (3)"]
+    assert by_arm["greedy"][0] == "+10.0 ± 1.2 (3) / +20.0 ± 0.6 (5)"
+    assert by_arm["linear probe"][0] == "–"  # in neither study
+
+
+def test_a_gain_out_of_range_stops_the_render_in_one_line(results):
+    path = results / "plots" / "label_budget" / "gain_summary.csv"
+    gains = pd.read_csv(path)
+    gains.loc[1, "gain_mean"] = 12.0  # points, not a fraction
+    gains.to_csv(path, index=False)
+    with pytest.raises(SystemExit, match=rf"{path}, line 3: gain_mean is 12.0; a gain"):
+        readme_results.main(["--root", str(results)])
 
 
 def test_check_needs_the_markers(results):
