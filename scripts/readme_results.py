@@ -208,10 +208,9 @@ def label_budget_table(root):
             cells = [cell if cell.strip("– /") else "–" for cell in cells]  # none: one dash
             rows.append((info.title, ARM_TITLES[arm], *cells))
     seeds = f"{counts.pop():.0f} seeds" if len(counts) == 1 else "seeds (n)"
-    caption = (f"Label budget, tuned recipe, mean ± 95 % t-interval over {seeds}: no "
-               f"pretraining's test accuracy (%), the other arms' gain over it (points, paired "
-               f"by seed); fine-tuning keeps its best epoch on 10,000 validation images / runs "
-               f"a fixed length:")
+    caption = (f"Label budget, tuned recipe (mean ± 95 % t-interval over {seeds}): no "
+               f"pretraining's test accuracy (%), the other arms' gain over it (points); each "
+               f"cell early stop / fixed length:")
     header = ["dataset", "arm", *(f"{n:,}" if n else "all" for n in budgets)]
     return "\n\n".join([caption, markdown_table(header, rows)])
 

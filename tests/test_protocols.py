@@ -4,6 +4,7 @@ import pandas as pd
 import pytest
 
 from scripts import ablation, protocols
+from tests.conftest import ROOT
 from tests.test_plots import PNG_SIGNATURE
 
 # Per arm, the test accuracy of seed 0; seed s adds s points to every arm alike, as the labelled
@@ -81,3 +82,20 @@ def test_an_accuracy_out_of_range_names_the_file_and_the_value(tmp_path):
     with pytest.raises(SystemExit, match=r"validation.ablation\.csv: test_accuracy is 1\.5"):
         protocols.main([validation, fixed])
     assert not (tmp_path / "fixed" / "protocols.csv").exists()
+
+
+def test_the_readme_s_answer_holds_for_the_committed_studies():
+    """What README.md says of the two protocols, checked against protocols.csv."""
+    text = " ".join((ROOT / "README.md").read_text().split())
+    summary = pd.read_csv(ROOT / "plots" / "label_budget_fixed" / "protocols.csv")
+    gains = summary.dropna(subset=["validation_gain_mean"])
+    assert len(gains) == 2 * 3 * 3 and (gains.fixed_gain_count == 5).all()
+    assert "every gain stays within its early-stopping interval" in text
+    assert ((gains.fixed_gain_mean - gains.validation_gain_mean).abs()
+            <= gains.validation_gain_ci95).all()
+    assert "add at most 0.6 points to any arm" in text
+    assert summary.selection_mean.max() <= 0.006 and (summary.selection_count == 5).all()
+    assert "no arm here reaches 80 %" in text
+    mnist_100 = summary[(summary.dataset == "mnist") & (summary["labels"] == 100)]
+    best = mnist_100[["validation_test_accuracy_mean", "fixed_test_accuracy_mean"]].max().max()
+    assert best < 0.8

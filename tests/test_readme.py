@@ -182,7 +182,7 @@ def test_learn_block_sets_each_autoencoder_beside_pca_and_the_ablation_arms(resu
         ["MNIST", "end to end", "+0.0 ± 1.2", "+0.0 ± 1.2", "+0.0 ± 1.2"],
         ["MNIST", "linear probe", "–", "+0.0 ± 1.2", "+0.0 ± 1.2"]]
     assert "| dataset | arm | 100 | 1,000 | all |" in block  # fewest labels first
-    assert "over 3 seeds: no pretraining's test accuracy" in block  # every cell's n
+    assert "over 3 seeds): no pretraining's test accuracy" in block  # every cell's n
 
 
 def test_label_budget_cells_give_each_protocol_a_budget_has_run_under(results):
