@@ -17,7 +17,7 @@ Only budgets both studies ran are compared (the fixed-length study has no "all l
 every training image labelled, 10,000 validation images are no luxury). The early-stopping
 study was run before the portable CPU paths (issue 26), so its pretrained weights differ from
 the fixed-length study's in rounding: pairs share their labelled images and initial weights,
-not every bit of their pretraining, which widens the selection's interval and biases nothing.
+not every bit of their pretraining: noise that widens the selection's interval, not a bias.
 """
 import argparse
 from pathlib import Path
@@ -29,9 +29,8 @@ from sae.datasets import DATASETS
 from scripts import accuracy_columns, experiments, read_table
 from scripts.ablation import ARMS, BASELINE, KEY, PRETRAINED, gains
 
-PROTOCOLS = {"validation": "best epoch on 10,000 validation images",
-             "fixed": "fixed length, no labels beyond the N"}
-SHORT = {"validation": "early stopping", "fixed": "fixed length"}
+# scripts.ablation's protocols compared, as the figure names them
+PROTOCOLS = {"validation": "early stopping", "fixed": "fixed length"}
 GROUP = ["dataset", "labels", "arm"]
 
 
@@ -110,7 +109,7 @@ def figure(summary, path):
                         yerr=100 * rows[f"{metric}_ci95"].fillna(0), marker="o", capsize=3,
                         linestyle="--" if name == "fixed" else "-",
                         color=f"C{ARMS.index(arm)}",
-                        label=", ".join([arm.replace("_", " "), *([SHORT[name]] if name else [])]))
+                        label=arm.replace("_", " ") + (f", {PROTOCOLS[name]}" if name else ""))
         for ax in (top, bottom):
             ax.axhline(0, color="black", linewidth=0.8)
             ax.grid(alpha=0.3, which="both")
