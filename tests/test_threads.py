@@ -3,9 +3,12 @@ stage writes, scripts/sweep.sh hands each of its J parallel experiments cores/J 
 every stage process, queued ones too, gets the OpenMP defaults of stages/__init__.py unless
 the user set the variable."""
 import hashlib
+import json
 import os
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -118,16 +121,55 @@ def test_queued_stages_get_cores_over_jobs_threads_and_the_stages_wait_policy(tm
     assert queued_sweep(tmp_path) == [[expected, expected, "1000", "None"]] * 2
 
 
-def test_thread_settings_the_user_sets_win_in_queued_stages(tmp_path, monkeypatch):
-    cores = len(os.sched_getaffinity(0))
-    if cores < 2:
-        pytest.skip("on one core the script's thread count is the only one torch takes")
-    probe_project(tmp_path)
-    mine = str(cores)  # not the script's cores / 2 (torch takes no more threads than cores)
-    monkeypatch.setenv("OMP_NUM_THREADS", mine)
-    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")  # no spin count beside the user's policy
-    monkeypatch.delenv("GOMP_SPINCOUNT", raising=False)
-    assert queued_sweep(tmp_path) == [[mine, mine, "None", "ACTIVE"]] * 2
+# scripts/sweep.sh's helpers, replaced by stubs: each records the environment it got
+STUB = """import json, os, sys
+with open(os.environ["SWEEP_RECORD"], "a") as record:
+    record.write(json.dumps([sys.argv[0], os.environ.get("OMP_NUM_THREADS"),
+                             os.environ.get("OMP_WAIT_POLICY")]) + "\\n")
+"""
+
+
+def sweep_environment(tmp_path, env):
+    """(OMP_NUM_THREADS, OMP_WAIT_POLICY) as scripts/sweep.sh -j 2 hands them to `dvc exp run
+    --queue` and to the queue runner, whose workers and stages inherit them (the test above):
+    here `dvc` and the script's two helpers are stubs, so no queue runs."""
+    (tmp_path / "scripts").mkdir()
+    shutil.copy(ROOT / "scripts" / "sweep.sh", tmp_path / "scripts")
+    for helper in ("sweep_keys.py", "run_queue.py"):
+        (tmp_path / "scripts" / helper).write_text(STUB)
+    (tmp_path / "bin").mkdir()
+    (tmp_path / "bin" / "dvc").write_text(f"#!{sys.executable}\n{STUB}")
+    (tmp_path / "bin" / "dvc").chmod(0o755)
+    env = {**env, "SWEEP_RECORD": str(tmp_path / "record"),
+           "PATH": os.pathsep.join([str(tmp_path / "bin"), os.path.dirname(sys.executable),
+                                    os.environ["PATH"]])}
+    subprocess.run(["bash", str(tmp_path / "scripts" / "sweep.sh"), "-j", "2", "-S", "x=2,3"],
+                   env=env, check=True, capture_output=True, timeout=120)
+    calls = [json.loads(line) for line in (tmp_path / "record").read_text().splitlines()]
+    assert [Path(name).name for name, *_ in calls] == ["sweep_keys.py", "dvc", "run_queue.py"]
+    return {tuple(values) for _, *values in calls[1:]}
+
+
+def test_thread_settings_the_user_sets_win_in_what_the_sweep_queues(tmp_path):
+    mine = {"OMP_NUM_THREADS": "7", "OMP_WAIT_POLICY": "ACTIVE"}
+    assert sweep_environment(tmp_path, os.environ | mine) == {("7", "ACTIVE")}
+    (tmp_path / "again").mkdir()
+    unset = {k: v for k, v in os.environ.items() if k not in mine}
+    expected = str(max(1, (os.cpu_count() or 1) // 2))  # the script's cores / jobs
+    assert sweep_environment(tmp_path / "again", unset) == {(expected, None)}
+
+
+def test_thread_settings_the_user_sets_win_in_a_stage_process():
+    """torch takes the user's thread count, and the user's wait policy leaves the stages no
+    spin count of their own to set (stages/__init__.py)."""
+    cores = str(len(os.sched_getaffinity(0)))
+    done = subprocess.run(
+        [sys.executable, "-c", "import os, stages, torch; "
+         "print(torch.get_num_threads(), os.environ.get('GOMP_SPINCOUNT'))"], cwd=ROOT,
+        env={k: v for k, v in os.environ.items() if k != "GOMP_SPINCOUNT"}
+        | {"OMP_NUM_THREADS": cores, "OMP_WAIT_POLICY": "ACTIVE"},
+        capture_output=True, text=True, check=True, timeout=120)
+    assert done.stdout.split() == [cores, "None"]
 
 
 def test_a_spin_count_the_user_sets_wins_over_the_stages_default():
