@@ -7,7 +7,7 @@ PYTHON := $(VENV)/bin/python
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
 .PHONY: setup pipeline tuned ablation label-budget label-budget-fixed pretraining-grid \
-	reconstruction compare verify test
+	pretraining-seeds reconstruction compare verify test
 
 setup: $(VENV)/.installed
 
@@ -55,6 +55,8 @@ label-budget-fixed: setup
 # 10 epochs is the recipe itself, the baseline. About an hour on 2 cores, as queued experiments;
 # plots/pretraining_selection/summary.md marks the best validation accuracy (docs/sweeps.md).
 PRETRAINING_POINTS := 0.1:10 0.1:20 0.25:20 0.4:10 0.4:20
+# The points' baseline: HEAD when make starts (a commit meanwhile moves HEAD, not the points).
+pretraining-grid: BASELINE := $(shell git rev-parse HEAD)
 pretraining-grid: setup
 	for point in $(PRETRAINING_POINTS); do noise=$${point%:*}; epochs=$${point#*:}; \
 		dvc exp run --queue -n pre-noise$$noise-epochs$$epochs \
@@ -63,7 +65,15 @@ pretraining-grid: setup
 			evaluate@tuned-mnist evaluate@tuned-fashion_mnist || exit 1; done
 	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-$$(( $$(nproc) / 2 > 1 ? $$(nproc) / 2 : 1 ))} \
 		$(PYTHON) -m scripts.run_queue -j 2
-	$(PYTHON) -m scripts.sweep_summary --out plots/pretraining_selection
+	$(PYTHON) -m scripts.sweep_summary --out plots/pretraining_selection --rev $(BASELINE)
+
+# The grid's selected point over the seeds of plots/tuned_seeds, before it replaces the recipe's
+# own pretraining (a variant of the recipe: scripts/ablation.py --set). About 40 minutes.
+SELECTED_PRETRAINING := tuned.pretrain_layer1.corruption=0.4 tuned.stack_layer2.corruption=0.4 \
+	tuned.pretrain_layer1.epochs=20 tuned.stack_layer2.epochs=20
+pretraining-seeds: setup
+	$(PYTHON) -m scripts.ablation --recipes tuned --arms greedy --seeds 0 1 2 3 4 --resume \
+		--set $(SELECTED_PRETRAINING) --out plots/pretraining_selection/seeds
 
 # The code-size study: autoencoders against PCA at codes of 16 to 256 units, both datasets,
 # 3 seeds, as queued experiments (needs the reference stage: run make pipeline first).

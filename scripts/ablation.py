@@ -38,6 +38,12 @@ fine-tuning runs as many epochs as --early-stopping may (the same rule) and keep
 weights (finetune_classifier.keep = last), where the recipe's cosine schedule has brought
 the learning rate to 0. Its runs are named fixed-....
 
+--set KEY=VALUE ... studies a variant of the recipe: every run makes these assignments besides
+its own (checked as scripts/sweep_keys.py checks a sweep's), is named with a tag of them
+(abl-v1a2b3c-greedy-...), so that it never replaces the plain study's run, and is collected by
+its params like any other. `make pretraining-seeds` so runs the pretraining grid's selected
+point over the seeds of plots/tuned_seeds before it replaces the recipe's own.
+
 --print-grid prints the study's points as one JSON list for .github/workflows/sweep.yml's
 `grid` input, and runs nothing: a point is an arm, recipe, budget and seed, its `-S`
 assignments, and covers every dataset (a sweep point runs the whole pipeline). After the
@@ -60,6 +66,7 @@ t-interval) and ablation.png (with several budgets: test accuracy, and the gain,
 labelled images, one line per arm with its interval).
 """
 import argparse
+import hashlib
 import json
 import math
 import sys
@@ -70,7 +77,7 @@ import pandas as pd
 from sae import params
 from sae.atomic import write_text
 from sae.datasets import DATASETS
-from scripts import experiments
+from scripts import experiments, sweep_keys
 
 ARMS = ("greedy", "end_to_end", "no_pretraining", "linear_probe")
 LABELS = ("greedy", "end to end", "no\npretraining", "linear\nprobe")
@@ -108,23 +115,26 @@ def budget_settings(p, recipe_name, labels, protocol):
             f"{recipe_name}.finetune_classifier.epochs={epochs}"]
 
 
-def run_name(arm, recipe, dataset, labels, seed, protocol=None):
-    return f"{PREFIXES[protocol]}-{arm}-{recipe}-{dataset}-l{labels}-s{seed}"
+def run_name(arm, recipe, dataset, labels, seed, protocol=None, extra=()):
+    """abl-greedy-tuned-mnist-l0-s1; a variant of the recipe (`extra`) adds a tag of its
+    assignments, so that its runs never replace the plain study's of the same name."""
+    tag = f"-v{hashlib.sha1(' '.join(extra).encode()).hexdigest()[:6]}" if extra else ""
+    return f"{PREFIXES[protocol]}{tag}-{arm}-{recipe}-{dataset}-l{labels}-s{seed}"
 
 
-def settings(p, arm, recipe, labels, seed, protocol=None):
+def settings(p, arm, recipe, labels, seed, protocol=None, extra=()):
     """A point's `-S` assignments: its seed, label budget and arm (and its protocol's
-    fine-tuning)."""
+    fine-tuning), then `extra`, what every run of a variant of the recipe changes (--set)."""
     return [f"common.seed={seed}", f"{recipe}.finetune_classifier.labels={labels}",
             *arm_settings(arm, recipe, p.recipes[recipe]),
-            *(budget_settings(p, recipe, labels, protocol) if protocol else [])]
+            *(budget_settings(p, recipe, labels, protocol) if protocol else []), *extra]
 
 
-def queue(p, runs, protocol=None):
+def queue(p, runs, protocol=None, extra=()):
     """Queue `runs`, (arm, recipe, dataset, labels, seed) each, as experiments."""
     for arm, recipe, dataset, labels, seed in runs:
-        experiments.queue(run_name(arm, recipe, dataset, labels, seed, protocol),
-                          settings(p, arm, recipe, labels, seed, protocol),
+        experiments.queue(run_name(arm, recipe, dataset, labels, seed, protocol, extra),
+                          settings(p, arm, recipe, labels, seed, protocol, extra),
                           f"evaluate@{recipe}-{dataset}")
 
 
@@ -135,9 +145,9 @@ def points(runs):
                               for arm, recipe, _, labels, seed in runs))
 
 
-def grid(p, runs, protocol=None):
+def grid(p, runs, protocol=None, extra=()):
     """The sweep workflow's grid of `runs`: one list of assignments a point."""
-    return [settings(p, *point, protocol) for point in points(runs)]
+    return [settings(p, *point, protocol, extra) for point in points(runs)]
 
 
 def runs(p, recipes, budgets, seeds, arms=ARMS):
@@ -157,10 +167,10 @@ def runs(p, recipes, budgets, seeds, arms=ARMS):
     return leaders + [run for run in every if run not in leaders]
 
 
-def collect(p, runs, protocol=None):
+def collect(p, runs, protocol=None, extra=()):
     """One row per run of `runs` that a finished experiment holds, found by its params:
     arm, recipe, dataset, budget, seed and the metrics."""
-    wanted = {point: (point[1], settings(p, *point, protocol)) for point in points(runs)}
+    wanted = {point: (point[1], settings(p, *point, protocol, extra)) for point in points(runs)}
     found = experiments.results(wanted, p.datasets)
     rows = [row(point, dataset, data) for (point, dataset), (_, data) in found.items()]
     return pd.DataFrame(rows, columns=None if rows else KEY)
@@ -187,16 +197,16 @@ def keys(table):
 def run_study(p, study, kept, args):
     """Queue and run the runs of `study` that `kept` (--resume's bank) lacks; with --resume,
     also those that finished (locally or in a pulled sweep) or that are still queued."""
-    names = {run: run_name(*run, args.protocol) for run in study}
+    names = {run: run_name(*run, args.protocol, args.set) for run in study}
     done = keys(kept)
     if args.resume:  # finished, or still in the queue of a study that was stopped
         # The queue first: a run that finishes between the two reads is then found finished.
         waiting = experiments.in_queue(set(names.values()))
-        done |= keys(collect(p, study, args.protocol))
+        done |= keys(collect(p, study, args.protocol, args.set))
         done |= {run for run, name in names.items() if name in waiting}
     todo = [run for run in study if run not in done]
     experiments.remove_earlier([names[run] for run in todo])
-    queue(p, todo, args.protocol)
+    queue(p, todo, args.protocol, args.set)
     experiments.run_queue(args.jobs)
 
 
@@ -317,6 +327,9 @@ def main(argv=None):
                         const="fixed", help="the realistic protocol: the last epoch (above)")
     parser.add_argument("--resume", action="store_true",
                         help="keep the runs already in --out, run and add the others")
+    parser.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
+                        help="params every run changes besides its own: a variant of the "
+                             "recipe (above)")
     parser.add_argument("--collect-only", action="store_true")
     parser.add_argument("--print-grid", action="store_true",
                         help="print the runs as the sweep workflow's grid; run nothing")
@@ -324,6 +337,10 @@ def main(argv=None):
     if args.print_grid and (args.collect_only or args.resume):
         sys.exit("error: --print-grid prints the whole study and runs nothing: not with "
                  "--collect-only or --resume")
+    keys = sweep_keys.param_keys()
+    bad = [why for why in (sweep_keys.problem(a, keys) for a in args.set) if why]
+    if bad:
+        sys.exit(f"error: --set: {bad[0]}")
     p = params.load()
     recipes = args.recipes or list(p.recipes)
     for recipe in recipes:
@@ -331,13 +348,13 @@ def main(argv=None):
     arms = [arm for arm in ARMS if arm in args.arms]  # greedy first, whatever the order given
     study = runs(p, recipes, args.labels, args.seeds, arms)
     if args.print_grid:
-        print(json.dumps(grid(p, study, args.protocol)))
+        print(json.dumps(grid(p, study, args.protocol, args.set)))
         return
     out = Path(args.out)
     kept = banked(out / "ablation.csv") if args.resume else pd.DataFrame(columns=KEY)
     if not args.collect_only:
         run_study(p, study, kept, args)
-    fresh = collect(p, study, args.protocol)
+    fresh = collect(p, study, args.protocol, args.set)
     table = pd.concat([t for t in (kept, fresh) if len(t)] or [fresh])
     table = table.drop_duplicates(KEY, keep="last").sort_values(ORDER)
     summary = summarise(table)

@@ -89,7 +89,7 @@ def test_resume_runs_only_what_the_table_lacks_and_keeps_the_rest(monkeypatch, t
     monkeypatch.setattr(experiments, "run_queue", lambda jobs: ran.append(jobs))
     monkeypatch.setattr(experiments, "queue", lambda name, sets, target: queued.append(name))
     # Nothing finished before the queue ran; afterwards, every run but the banked one.
-    monkeypatch.setattr(ablation, "collect", lambda p, runs, protocol: pd.DataFrame(
+    monkeypatch.setattr(ablation, "collect", lambda p, runs, protocol, extra=(): pd.DataFrame(
         [dict(zip(ablation.KEY, run), test_accuracy=0.9, test_nll=0.3)
          for run in (study[1:] if ran else [])], columns=ablation.KEY))
     ablation.main(["--resume", "--early-stopping", "--recipes", "tuned", "--arms", "greedy",
@@ -120,7 +120,7 @@ def test_the_study_writes_its_table_summary_by_budget_and_figure(tmp_path, monke
              "seed": seed, "test_accuracy": 0.5 + 0.1 * seed + (labels == 0) * 0.2,
              "test_nll": 1.0}
             for arm, _, dataset, labels, seed in ablation.runs(p, ["tuned"], BUDGETS, SEEDS)]
-    monkeypatch.setattr(ablation, "collect", lambda p, runs, protocol: pd.DataFrame(rows))
+    monkeypatch.setattr(ablation, "collect", lambda p, runs, protocol, extra=(): pd.DataFrame(rows))
     ablation.main(["--collect-only", "--recipes", "tuned", "--labels", *map(str, BUDGETS),
                    "--out", str(tmp_path)])
     summary = pd.read_csv(tmp_path / "ablation_summary.csv")
@@ -155,7 +155,7 @@ def test_a_recipe_params_yaml_does_not_name_is_one_line(tmp_path):
 
 def test_arms_narrow_the_study_to_the_ones_named_greedy_first(monkeypatch, tmp_path):
     seen = {}
-    monkeypatch.setattr(ablation, "collect", lambda p, runs, protocol:
+    monkeypatch.setattr(ablation, "collect", lambda p, runs, protocol, extra=():
                         seen.setdefault("runs", runs)
                         and pd.DataFrame([{"arm": "greedy", "recipe": "tuned", "dataset": "mnist",
                                            "labels": 0, "seed": 0, "test_accuracy": 0.98,
@@ -234,3 +234,41 @@ def test_runs_are_found_by_their_params_once_each_with_the_datasets_they_ran(mon
                      ("no_pretraining", "fashion_mnist", 1): 0.6}
     assert len(table) == len(found)
     assert set(table["labels"]) == {100} and set(table.epochs) == {ablation.MIN_STEPS}
+
+
+VARIANT = ["tuned.finetune_classifier.lr=0.01"]  # --set: every run of a variant of the recipe
+
+
+def test_a_variant_adds_its_assignments_to_every_run_under_names_of_its_own(monkeypatch):
+    queued = []
+    monkeypatch.setattr(experiments, "dvc", lambda *args, **kwargs: queued.append(args))
+    p = params.load()
+    study = ablation.runs(p, ["tuned"], [0], [1], ["greedy"])
+    ablation.queue(p, study, extra=VARIANT)
+    names = [args[args.index("-n") + 1] for args in queued]
+    assert len(names) == len(p.datasets)
+    for args, run in zip(queued, study):
+        assert "tuned.finetune_classifier.lr=0.01" in args and "common.seed=1" in args
+        assert ablation.run_name(*run) not in names  # never the plain study's runs
+    assert all(name.startswith("abl-v") for name in names)
+
+
+def test_a_variant_collects_its_own_runs_only(monkeypatch):
+    p = params.load()
+    point = ("greedy", "tuned", 100, 0)
+    made = {"plain": fake_experiment(point, list(p.datasets), 0.8),
+            "variant": fake_experiment(point, list(p.datasets), 0.9, VARIANT)}
+    monkeypatch.setattr(experiments, "finished",
+                        lambda: [(rev, data) for rev, (data, _) in made.items()])
+    monkeypatch.setattr(experiments, "dvc_lock", lambda rev: made[rev][1])
+    study = ablation.runs(p, ["tuned"], [100], [0], ["greedy"])
+    plain = ablation.collect(p, study, protocol="validation")
+    variant = ablation.collect(p, study, protocol="validation", extra=VARIANT)
+    assert set(plain.test_accuracy) == {0.8} and set(variant.test_accuracy) == {0.9}
+
+
+def test_a_variant_key_that_is_no_param_is_one_line(monkeypatch):
+    monkeypatch.setattr(experiments, "dvc", lambda *args, **kwargs: pytest.fail("ran DVC"))
+    with pytest.raises(SystemExit, match="^error: --set: the key 'tuned.lr' of 'tuned.lr=1' is no "
+                                         "param of params.yaml"):
+        ablation.main(["--recipes", "tuned", "--set", "tuned.lr=1"])
