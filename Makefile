@@ -44,7 +44,7 @@ label-budget: setup
 
 # The label-budget study's small budgets (not all labels) under the realistic protocol: no
 # epoch is chosen, as a user with N labels has none to spare for validation (scripts/ablation.py);
-# then both protocols side by side (scripts/protocols.py). About 2 hours on 2 cores, resumable.
+# then both protocols side by side (scripts/protocols.py). About 70 minutes on 2 cores, resumable.
 label-budget-fixed: setup
 	$(PYTHON) -m scripts.ablation --recipes tuned --labels 100 1000 10000 --fixed-length \
 		--seeds 0 1 2 3 4 --resume --out plots/label_budget_fixed
@@ -52,7 +52,7 @@ label-budget-fixed: setup
 
 # The tuned recipe's pretraining chosen on validation (issue 25): masking noise 0.1, 0.25 or 0.4
 # in both autoencoders x 10 or 20 epochs each, the rest of the recipe as it is; noise 0.25 and
-# 10 epochs is the recipe itself, the baseline. About an hour on 2 cores, as queued experiments;
+# 10 epochs is the recipe itself, the baseline. About 30 minutes on 2 cores, queued experiments;
 # plots/pretraining_selection/summary.md marks the best validation accuracy (docs/sweeps.md).
 PRETRAINING_POINTS := 0.1:10 0.1:20 0.25:20 0.4:10 0.4:20
 # The points' baseline: HEAD when make starts (a commit meanwhile moves HEAD, not the points).
@@ -68,7 +68,7 @@ pretraining-grid: setup
 	$(PYTHON) -m scripts.sweep_summary --out plots/pretraining_selection --rev $(BASELINE)
 
 # The grid's selected point over the seeds of plots/tuned_seeds, before it replaces the recipe's
-# own pretraining (a variant of the recipe: scripts/ablation.py --set). About 40 minutes.
+# own pretraining (a variant of the recipe: scripts/ablation.py --set). About 20 minutes.
 SELECTED_PRETRAINING := tuned.pretrain_layer1.corruption=0.4 tuned.stack_layer2.corruption=0.4 \
 	tuned.pretrain_layer1.epochs=20 tuned.stack_layer2.epochs=20
 pretraining-seeds: setup

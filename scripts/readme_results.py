@@ -9,7 +9,7 @@ float64, DataLoader, seed 0, by this project's team); the tuned recipe gets one 
 What the autoencoders learn: each autoencoder's test MSE beside PCA and the mean image, the
 code-size study's summary (plots/reconstruction/reconstruction_summary.csv) and the
 label-budget study's under each protocol (plots/label_budget/ and plots/label_budget_fixed/,
-ablation_summary.csv each).
+ablation_summary.csv and gain_summary.csv each).
 """
 import argparse
 import difflib
@@ -222,6 +222,8 @@ def read_study(folder):
         sys.exit(f"error: {folder} has {SUMMARY} but no {GAINS}: re-run its study with "
                  "--collect-only (scripts/ablation.py) to write both")
     accuracy = read_summary(folder / SUMMARY)
+    if "labels" not in accuracy.columns:
+        sys.exit(f"error: {folder / SUMMARY} has no column 'labels': not a label-budget study")
     gains = read_table(folder / GAINS, GAIN_COLUMNS)
     for i, row in enumerate(gains.to_dict("records"), start=2):
         where = f"{folder / GAINS}, line {i}"
