@@ -53,6 +53,9 @@ sweep's experiments, named at random by DVC, count as the local queue's do.
 
 --resume makes --out's ablation.csv the study's bank: its rows are kept and their runs (and
 runs that finished experiments hold, local or pulled) are not run again; the others are added.
+A row keeps only while it was made with what the study runs now: each carries params_digest,
+a digest of its recipe's params (params.yaml's `common` and recipe sections, with --set) and
+protocol, and rows of another digest (params.yaml changed since) are run again, said in a line.
 A long study can so be run a few seeds at a time, over several sessions. A study stopped
 half-way (its process killed, or the queue given up on: scripts/run_queue.py says what to
 do) resumes with the same command: runs still queued or running are waited for, not queued
@@ -210,9 +213,30 @@ def run_study(p, study, kept, args):
     experiments.run_queue(args.jobs)
 
 
-def banked(path):
-    """The rows of an earlier ablation.csv (--resume); none when there is none yet."""
-    return pd.read_csv(path) if Path(path).exists() else pd.DataFrame(columns=KEY)
+def digests(recipes, protocol=None, extra=()):
+    """{recipe: digest} of what a study's rows are made with besides their own assignments:
+    the recipe's `common` and recipe sections of params.yaml as the study runs them (with
+    `extra`, --set) and the study's protocol."""
+    base = experiments.expected_params(list(extra))
+    return {recipe: hashlib.sha1(json.dumps([experiments.identity(base, recipe), protocol])
+                                 .encode()).hexdigest()[:12] for recipe in recipes}
+
+
+def banked(path, current):
+    """The rows of an earlier ablation.csv (--resume) that were made as the study runs now:
+    `current` maps its recipes to their digests. Rows of those recipes with another digest
+    (or none: a table older than the column) are left out, to be run again; rows of other
+    recipes are kept as they are. None when there is no table yet."""
+    if not Path(path).exists():
+        return pd.DataFrame(columns=KEY)
+    table = pd.read_csv(path)
+    made = table.get("params_digest", pd.Series(None, index=table.index, dtype=object))
+    stale = table.recipe.isin(list(current)) & (made != table.recipe.map(current))
+    if stale.any():
+        print(f"{path}: {stale.sum()} of {len(table)} rows were made with other params of "
+              f"{', '.join(sorted(set(table.recipe[stale])))} (params.yaml, --set or the "
+              "protocol changed since): they are run again", flush=True)
+    return table[~stale]
 
 
 def summarise(table):
@@ -351,10 +375,12 @@ def main(argv=None):
         print(json.dumps(grid(p, study, args.protocol, args.set)))
         return
     out = Path(args.out)
-    kept = banked(out / "ablation.csv") if args.resume else pd.DataFrame(columns=KEY)
+    current = digests(recipes, args.protocol, args.set)
+    kept = banked(out / "ablation.csv", current) if args.resume else pd.DataFrame(columns=KEY)
     if not args.collect_only:
         run_study(p, study, kept, args)
     fresh = collect(p, study, args.protocol, args.set)
+    fresh["params_digest"] = fresh.recipe.map(current)  # found by these params: made with them
     table = pd.concat([t for t in (kept, fresh) if len(t)] or [fresh])
     table = table.drop_duplicates(KEY, keep="last").sort_values(ORDER)
     summary = summarise(table)

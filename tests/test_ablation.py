@@ -79,7 +79,8 @@ def test_resume_runs_only_what_the_table_lacks_and_keeps_the_rest(monkeypatch, t
     p = params.load()
     study = ablation.runs(p, ["tuned"], [100], [0, 1], ["greedy"])
     earlier_seed = ("greedy", "tuned", "mnist", 100, 7)  # banked by an earlier call: kept
-    old = [dict(zip(ablation.KEY, run), test_accuracy=0.5, test_nll=1.0)
+    digest = ablation.digests(["tuned"], "validation")["tuned"]
+    old = [dict(zip(ablation.KEY, run), test_accuracy=0.5, test_nll=1.0, params_digest=digest)
            for run in [*study[:1], earlier_seed]]
     pd.DataFrame(old).to_csv(tmp_path / "ablation.csv", index=False)
     queued, ran = [], []
@@ -99,6 +100,24 @@ def test_resume_runs_only_what_the_table_lacks_and_keeps_the_rest(monkeypatch, t
     assert len(table) == len(study) + 1 and 7 in table.seed.values
     banked = table[(table.dataset == study[0][2]) & (table.seed == study[0][4])]
     assert banked.test_accuracy.tolist() == [0.5]  # kept, not run again
+    assert table.params_digest.eq(digest).all()  # the new rows: made as the study runs now
+
+
+def test_resume_runs_again_the_rows_made_with_other_params(tmp_path, capsys):
+    """A bank made before params.yaml changed is not this study's: its rows of the recipe
+    are run again (and said so); another protocol, --set or recipe counts as other params."""
+    now = ablation.digests(["tuned"], "fixed")["tuned"]
+    assert now != ablation.digests(["tuned"], "validation")["tuned"]
+    assert now != ablation.digests(["tuned"], "fixed", ["tuned.pretrain_layer1.epochs=20"])[
+        "tuned"]
+    rows = [("greedy", "tuned", "mnist", 100, 0, now), ("greedy", "tuned", "mnist", 100, 1,
+             "0123456789ab"), ("greedy", "tuned", "mnist", 100, 2, None),
+            ("greedy", "lecture", "mnist", 100, 0, "0123456789ab")]  # not this study's recipe
+    pd.DataFrame(rows, columns=[*ablation.KEY, "params_digest"]).to_csv(
+        tmp_path / "ablation.csv", index=False)
+    kept = ablation.banked(tmp_path / "ablation.csv", {"tuned": now})
+    assert sorted(zip(kept.recipe, kept.seed)) == [("lecture", 0), ("tuned", 0)]
+    assert "2 of 4 rows were made with other params of tuned" in capsys.readouterr().out
 
 
 def test_a_row_holds_its_point_dataset_metrics_and_fine_tuning_epochs():
