@@ -120,6 +120,18 @@ def test_resume_runs_again_the_rows_made_with_other_params(tmp_path, capsys):
     assert "2 of 4 rows were made with other params of tuned" in capsys.readouterr().out
 
 
+def test_a_variant_run_with_set_is_banked_as_the_recipe_that_makes_its_edit(
+        tmp_path, monkeypatch):
+    """A study of a variant (--set) is the study of the recipe once params.yaml makes the
+    same edit: its bank carries over, and nothing is run twice."""
+    variant = ["tuned.pretrain_layer1.corruption=0.4", "tuned.stack_layer2.epochs=30"]
+    before = ablation.digests(["tuned"], "fixed", variant)
+    edited = experiments.expected_params(variant)
+    (tmp_path / "params.yaml").write_text(json.dumps(edited))  # JSON is YAML
+    monkeypatch.chdir(tmp_path)
+    assert ablation.digests(["tuned"], "fixed") == before
+
+
 def test_a_row_holds_its_point_dataset_metrics_and_fine_tuning_epochs():
     data = {"metrics": {"metrics/tuned/fashion_mnist.json": {"data": {"test_accuracy": 0.8}},
                         "plots/tuned/fashion_mnist/finetune_classifier/metrics.json":
