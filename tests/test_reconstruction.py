@@ -1,6 +1,7 @@
 """The code-size study: the reference stage's PCA curve at the study's code sizes equals a
 direct SVD on real data, the code size set with `-S` reaches the networks the stages train,
 and the study's bookkeeping (runs, names, summary, figures) without running DVC."""
+from dataclasses import replace
 import json
 
 import numpy as np
@@ -167,6 +168,27 @@ def test_longer_runs_set_each_phase_once_and_carry_their_epochs_in_the_name(meth
     assert "tuned.pretrain_layer1.epochs=30" in sets
     assert f"tuned.stack_layer2.epochs={stacked_epochs}" in sets
     assert reconstruction.run_name(method, "mnist", 32, 1, 30) == f"rec30-{method}-mnist-k32-s1"
+
+
+def test_the_study_trains_its_own_epochs_whatever_the_recipes_pretraining():
+    """Selecting the recipe's pretraining (noise, epochs) leaves the study's runs, and so its
+    committed results, as they were: each of its runs sets both itself."""
+    p = params.load()
+    recipe = p.recipe("tuned")
+    longer = replace(recipe, pretrain_layer1=replace(recipe.pretrain_layer1, epochs=30,
+                                                     corruption=0.4),
+                     stack_layer2=replace(recipe.stack_layer2, epochs=30, corruption=0.4))
+    for method in reconstruction.METHODS:
+        sets = reconstruction.settings(method, 32, recipe, reconstruction.EPOCHS)
+        assert sets == reconstruction.settings(method, 32, longer, reconstruction.EPOCHS)
+        assert "tuned.pretrain_layer1.epochs=10" in sets
+        # the same experiment as the runs made before the constant, at the recipe's 10
+        before, now = (experiments.identity(experiments.expected_params(
+            reconstruction.point_settings(p, method, 32, 0, epochs)), "tuned")
+            for epochs in (None, reconstruction.EPOCHS))
+        assert before == now and recipe.pretrain_layer1.epochs == reconstruction.EPOCHS
+    assert reconstruction.run_name("greedy", "mnist", 32, 0, reconstruction.EPOCHS) \
+        == "rec-greedy-mnist-k32-s0"
 
 
 # ------------------------------------------------ on many machines: the sweep workflow's grid
