@@ -7,7 +7,7 @@ PYTHON := $(VENV)/bin/python
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
 .PHONY: setup pipeline tuned ablation label-budget label-budget-fixed pretraining-grid \
-	pretraining-seeds reconstruction compare verify test
+	pretraining-seeds pretraining-studies reconstruction compare verify test
 
 setup: $(VENV)/.installed
 
@@ -71,12 +71,26 @@ pretraining-grid: setup
 
 # The grid's selected point over the seeds of plots/tuned_seeds, before it replaces the recipe's
 # own pretraining (a variant of the recipe: scripts/ablation.py --set). About 25 minutes. The
-# first grid's pick (noise 0.4, 20 epochs) over the same seeds: seeds_noise0.4_epochs20/.
+# first grid's pick (noise 0.4, 20 epochs) over the same seeds: seeds_epochs20/.
 SELECTED_PRETRAINING := tuned.pretrain_layer1.corruption=0.4 tuned.stack_layer2.corruption=0.4 \
 	tuned.pretrain_layer1.epochs=30 tuned.stack_layer2.epochs=30
 pretraining-seeds: setup
 	$(PYTHON) -m scripts.ablation --recipes tuned --arms greedy --seeds 0 1 2 3 4 --resume \
 		--set $(SELECTED_PRETRAINING) --out plots/pretraining_selection/seeds
+
+# The studies that inherit the recipe's pretraining, run with the selected one before it
+# replaces the recipe's (docs/sweeps.md, 'The tuned recipe's pretraining'): the label-budget
+# study under both protocols and the ablation's tuned arms, each into
+# plots/pretraining_selection/<study>. About 4 hours on 2 cores; resumable, a study at a time.
+pretraining-studies: setup
+	$(PYTHON) -m scripts.ablation --recipes tuned --labels 100 1000 10000 --fixed-length \
+		--seeds 0 1 2 3 4 --resume --set $(SELECTED_PRETRAINING) \
+		--out plots/pretraining_selection/label_budget_fixed
+	$(PYTHON) -m scripts.ablation --recipes tuned --labels 100 1000 10000 0 --early-stopping \
+		--seeds 0 1 2 3 4 --resume --set $(SELECTED_PRETRAINING) \
+		--out plots/pretraining_selection/label_budget
+	$(PYTHON) -m scripts.ablation --recipes tuned --seeds 0 1 2 --resume \
+		--set $(SELECTED_PRETRAINING) --out plots/pretraining_selection/ablation
 
 # The code-size study: autoencoders against PCA at codes of 16 to 256 units, both datasets,
 # 3 seeds, as queued experiments (needs the reference stage: run make pipeline first).
