@@ -50,7 +50,7 @@ CODE_SIZES = (16, 32, 64, 128, 256)
 CODE_SHOWN = 32  # the code size of the reconstructions figure, Hinton & Salakhutdinov's scale
 PREFIX = "rec"
 # Each autoencoder phase trains the lecture's 10 epochs, whatever the recipe's pretraining
-# (selected for classification, 30 epochs: docs/sweeps.md): the study measures code size,
+# (chosen for classification on validation: docs/sweeps.md): the study measures code size,
 # and its runs stay the same runs when the recipe's pretraining changes.
 EPOCHS = 10
 
