@@ -165,6 +165,22 @@ def no_queue_worker_left(tmp_path_factory):
             os.kill(int(proc.name), signal.SIGTERM)
 
 
+@pytest.fixture(autouse=True)
+def dvclive_repos_closed(monkeypatch):
+    """dvclive's Live opens the DVC repository around the working directory and never closes
+    it, which a stage's short process does not notice but this long one does: each logger
+    kept every git pack index open, 4,000 files a test once a study had left 164 packs in
+    this checkout, and the suite ran out of files. Close them after each test."""
+    import dvclive.live
+
+    opened, open_repo = [], dvclive.live.get_dvc_repo
+    monkeypatch.setattr(dvclive.live, "get_dvc_repo",
+                        lambda: opened.append(open_repo()) or opened[-1])
+    yield
+    for repo in filter(None, opened):
+        repo.close()
+
+
 @pytest.fixture(scope="session")
 def real_data(request):
     """A folder with the real IDX files of both datasets, fetched once and cached by pytest."""
