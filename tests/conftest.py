@@ -174,10 +174,16 @@ def dvclive_repos_closed(monkeypatch):
     import dvclive.live
 
     opened, open_repo = [], dvclive.live.get_dvc_repo
-    monkeypatch.setattr(dvclive.live, "get_dvc_repo",
-                        lambda: opened.append(open_repo()) or opened[-1])
+
+    def remembered():
+        repo = open_repo()
+        if repo is not None:
+            opened.append(repo)
+        return repo
+
+    monkeypatch.setattr(dvclive.live, "get_dvc_repo", remembered)
     yield
-    for repo in filter(None, opened):
+    for repo in opened:
         repo.close()
 
 
