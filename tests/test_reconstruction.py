@@ -170,23 +170,30 @@ def test_longer_runs_set_each_phase_once_and_carry_their_epochs_in_the_name(meth
     assert reconstruction.run_name(method, "mnist", 32, 1, 30) == f"rec30-{method}-mnist-k32-s1"
 
 
-def test_the_study_trains_its_own_epochs_whatever_the_recipes_pretraining():
+def test_the_study_trains_its_own_epochs_whatever_the_recipes_pretraining(tmp_path):
     """Selecting the recipe's pretraining (noise, epochs) leaves the study's runs, and so its
-    committed results, as they were: each of its runs sets both itself."""
+    committed results, as they were: each of its runs sets both itself. They were made while
+    the recipe pretrained with noise 0.25 for 10 epochs a phase."""
     p = params.load()
     recipe = p.recipe("tuned")
     longer = replace(recipe, pretrain_layer1=replace(recipe.pretrain_layer1, epochs=30,
                                                      corruption=0.4),
                      stack_layer2=replace(recipe.stack_layer2, epochs=30, corruption=0.4))
+    pretraining = {}  # params.yaml as the study was made, and with another pretraining
+    for noise, epochs in ((0.25, 10), (0.4, 30)):
+        path = pretraining[noise] = tmp_path / f"noise{noise}" / "params.yaml"
+        path.parent.mkdir()
+        path.write_text(json.dumps(experiments.expected_params(  # JSON is YAML
+            [f"tuned.{phase}.{key}={value}" for phase in ("pretrain_layer1", "stack_layer2")
+             for key, value in (("epochs", epochs), ("corruption", noise))])))
     for method in reconstruction.METHODS:
         sets = reconstruction.settings(method, 32, recipe, reconstruction.EPOCHS)
         assert sets == reconstruction.settings(method, 32, longer, reconstruction.EPOCHS)
         assert "tuned.pretrain_layer1.epochs=10" in sets
-        # the same experiment as the runs made before the constant, at the recipe's 10
-        before, now = (experiments.identity(experiments.expected_params(
-            reconstruction.point_settings(p, method, 32, 0, epochs)), "tuned")
-            for epochs in (None, reconstruction.EPOCHS))
-        assert before == now and recipe.pretrain_layer1.epochs == reconstruction.EPOCHS
+        point = reconstruction.point_settings(p, method, 32, 0, reconstruction.EPOCHS)
+        made, other = (experiments.identity(experiments.expected_params(point, path), "tuned")
+                       for path in pretraining.values())
+        assert made == other
     assert reconstruction.run_name("greedy", "mnist", 32, 0, reconstruction.EPOCHS) \
         == "rec-greedy-mnist-k32-s0"
 
