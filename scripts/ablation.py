@@ -41,8 +41,9 @@ the learning rate to 0. Its runs are named fixed-....
 --set KEY=VALUE ... studies a variant of the recipe: every run makes these assignments besides
 its own (checked as scripts/sweep_keys.py checks a sweep's), is named with a tag of them
 (abl-v1a2b3c-greedy-...), so that it never replaces the plain study's run, and is collected by
-its params like any other. `make pretraining-seeds` so runs the pretraining grid's selected
-point over the seeds of plots/tuned_seeds before it replaces the recipe's own.
+its params like any other. The pretraining grid's selected point was so run over
+the seeds of plots/tuned_seeds, and every study that inherits it, before it replaced the
+recipe's own (docs/sweeps.md).
 
 --print-grid prints the study's points as one JSON list for .github/workflows/sweep.yml's
 `grid` input, and runs nothing: a point is an arm, recipe, budget and seed, its `-S`

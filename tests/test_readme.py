@@ -239,7 +239,7 @@ def test_docs_parameter_tables_follow_a_changed_value():
     changed = params.parse(params_with(**{"tuned.finetune_classifier.epochs": 7,
                                           "lecture.split.validation": 500}))
     block = params_table.render(changed)
-    assert "| `epochs` | 10 | 10, 10, 7 |" in block
+    assert "| `epochs` | 10 | 30, 30, 7 |" in block
     assert "| `split.validation` | 500 | 10000 |" in block
     assert block != params_table.render(params.load(ROOT / "params.yaml"))
 
