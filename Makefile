@@ -54,8 +54,8 @@ label-budget-fixed: setup
 # in both autoencoders x 10 or 20 epochs each, then past the edge the first grid picked (more
 # noise, more epochs), the rest of the recipe as it is. It selected noise 0.4 and 30 epochs, now
 # the recipe itself and so the baseline; 0.25:10 is the recipe it replaced. About 45 minutes on
-# 2 cores, queued experiments (points run before are taken from the run cache); plots/pretraining_selection/summary.md marks the best validation
-# accuracy (docs/sweeps.md).
+# 2 cores, queued experiments (points run before are taken from the run cache);
+# plots/pretraining_selection/summary.md marks the best validation accuracy (docs/sweeps.md).
 PRETRAINING_POINTS := 0.1:10 0.1:20 0.25:10 0.25:20 0.4:10 0.4:20 0.5:20 0.6:20
 # The points' baseline: HEAD when make starts (a commit meanwhile moves HEAD, not the points).
 pretraining-grid: BASELINE := $(shell git rev-parse HEAD)

@@ -101,7 +101,8 @@ def test_the_readme_s_answer_holds_for_the_committed_studies():
     assert round(best * 100) == 80
     gain = pd.read_csv(ROOT / "plots" / "label_budget" / "gain_summary.csv").set_index(
         ["dataset", "labels", "arm"]).gain_mean * 100
-    assert "greedy adds 3 to 4 points at 100 labels on both datasets, at most half a point" in text
+    assert ("greedy adds 3 to 4 points at 100 labels on both datasets, at most half a point"
+            in text)
     for dataset in ("mnist", "fashion_mnist"):
         assert 3 <= gain[dataset, 100, "greedy"] <= 4 and gain[dataset, 0, "greedy"] <= 0.5
         # "end to end does as well": within a point of greedy at every budget
